@@ -1,0 +1,91 @@
+"""The interface every framework adapter implements. Numpy in, numpy out.
+
+An adapter module imports its framework; it is only ever imported inside that framework's
+worker process (``conformance.worker``), never by the rest of the kit.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from conformance.model import LayerSpec, Mode
+
+
+class Unsupported(Exception):
+    """The framework has no such feature (a valid answer, recorded as ``unsupported``)."""
+
+
+class DeviceUnavailable(Exception):
+    """The requested device is not visible to the framework (recorded as ``skipped``)."""
+
+
+@dataclass(frozen=True)
+class Documented:
+    """A convention the framework documents: the fact's value, where it is written, and
+    how a user compensates for it when porting."""
+
+    value: str
+    link: str
+    fix: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"value": self.value, "link": self.link, "fix": self.fix}
+
+
+class LayerHandle(Protocol):
+    def forward(
+        self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
+        """Run one forward pass in ``mode``. Return ``output`` and, when ``grad_output`` is
+        given, the gradients of ``sum(grad_output * output)``: ``grad_input`` and, for an
+        affine batch norm, ``grad_scale`` and ``grad_shift``."""
+        ...
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Current ``running_mean``, ``running_var`` and ``batch_count``, where the layer
+        has them."""
+        ...
+
+
+class Adapter(ABC):
+    """One framework. Subclasses set ``name`` (the one name used everywhere) and
+    ``documented`` (fact key -> Documented), and implement the methods below."""
+
+    name: ClassVar[str]
+    install_hint: ClassVar[str] = ""
+    documented: ClassVar[dict[str, Documented]] = {}
+
+    @abstractmethod
+    def version(self) -> str: ...
+
+    @abstractmethod
+    def devices(self) -> list[str]:
+        """The neutral device names (``cpu``, ``gpu``) the framework can see."""
+
+    @abstractmethod
+    def build(self, layer: LayerSpec, dtype: str, device: str) -> LayerHandle:
+        """Construct the native layer. Raise ``Unsupported`` for a feature the framework
+        lacks and ``DeviceUnavailable`` for a device it cannot see."""
+
+    def environment(self, device: str) -> dict[str, Any]:
+        """The fingerprint stored with results; adapters add device and library details."""
+        return {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+            "numpy": np.__version__,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version(),
+            "devices": self.devices(),
+            "documented": {k: v.as_dict() for k, v in self.documented.items()},
+        }

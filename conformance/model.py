@@ -1,0 +1,141 @@
+"""The loaded, validated form of a spec: what a case asks a layer to do.
+
+Every name here is framework-neutral. In particular the running-average update is given as
+``update_weight`` w, the weight the *new* batch statistic gets:
+
+    running <- (1 - w) * running + w * batch_statistic
+
+so PyTorch's ``momentum=0.1`` and Paddle's / Keras' ``momentum=0.9`` are both ``w = 0.1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+ChannelAxis = Literal["first", "last"]
+Mode = Literal["train", "eval"]
+
+BN_QUANTITIES = (
+    "output",
+    "running_mean",
+    "running_var",
+    "batch_count",
+    "grad_input",
+    "grad_scale",
+    "grad_shift",
+)
+DROPOUT_QUANTITIES = ("output", "grad_input")
+
+
+@dataclass(frozen=True)
+class BatchNormSpec:
+    """A batch-norm layer over ``num_features`` channels of a rank-``rank`` input.
+
+    ``update`` is ``"ema"`` (exponential moving average with ``update_weight``) or
+    ``"cumulative"`` (running <- running + (s - running) / k after the k-th batch).
+    ``running_stats=False`` means the layer keeps no running statistics and uses batch
+    statistics in eval too.
+    """
+
+    rank: int
+    num_features: int
+    channel_axis: ChannelAxis = "first"
+    update: Literal["ema", "cumulative"] = "ema"
+    update_weight: float = 0.1
+    eps: float = 1e-5
+    affine: bool = True
+    running_stats: bool = True
+    scale: np.ndarray | None = None
+    shift: np.ndarray | None = None
+    running_mean: np.ndarray | None = None
+    running_var: np.ndarray | None = None
+    kind: Literal["batch_norm"] = "batch_norm"
+
+
+@dataclass(frozen=True)
+class DropoutSpec:
+    """Dropout that zeroes each element (``granularity="element"``) or each whole channel
+    (``"channel"``: one draw per sample and channel, shared along the spatial axes) with
+    probability ``rate``.
+
+    ``scaling="train"`` is inverted dropout: kept values are multiplied by 1/(1-rate) in
+    training and eval is the identity. ``scaling="eval"`` keeps values unscaled in training and
+    multiplies by (1-rate) in eval (Paddle's ``downscale_in_infer``).
+    """
+
+    rate: float
+    rank: int
+    granularity: Literal["element", "channel"] = "element"
+    channel_axis: ChannelAxis = "first"
+    scaling: Literal["train", "eval"] = "train"
+    seed: int | None = None
+    kind: Literal["dropout"] = "dropout"
+
+
+LayerSpec = BatchNormSpec | DropoutSpec
+
+
+@dataclass(frozen=True)
+class Step:
+    """One forward pass in ``mode`` on input ``input``; ``grad_output`` (an input name) asks
+    for a backward pass of ``sum(grad_output * output)``. ``observe`` lists the quantities
+    recorded after the step."""
+
+    mode: Mode
+    input: str
+    observe: tuple[str, ...]
+    grad_output: str | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Elementwise ``|observed - expected| <= atol + rtol * |expected|``."""
+
+    atol: float
+    rtol: float
+
+
+DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    "float64": Tolerance(atol=1e-9, rtol=1e-7),
+    "float32": Tolerance(atol=1e-4, rtol=1e-4),
+    "float16": Tolerance(atol=2e-2, rtol=1e-2),
+    "bfloat16": Tolerance(atol=1e-1, rtol=2e-2),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One program: build ``layer``, run ``steps`` on ``inputs``, compare what is observed."""
+
+    id: str
+    name: str
+    file: str
+    line: int
+    description: str
+    areas: tuple[str, ...]
+    layer: LayerSpec
+    inputs: dict[str, np.ndarray]
+    dtype: str
+    steps: tuple[Step, ...]
+    reference: dict[str, str] = field(default_factory=dict)
+    literal: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
+    expect_error: bool = False
+    tolerance: Tolerance = DEFAULT_TOLERANCES["float32"]
+    devices: tuple[str, ...] = ("cpu", "gpu")
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-ready description used by ``conformance list``."""
+        return {
+            "id": self.id,
+            "file": self.file,
+            "line": self.line,
+            "layer": self.layer.kind,
+            "areas": list(self.areas),
+            "description": self.description,
+            "steps": len(self.steps),
+            "dtype": self.dtype,
+        }

@@ -1,0 +1,282 @@
+"""The numpy float64 reference: canonical BatchNorm and Dropout semantics, with every
+convention an explicit parameter.
+
+BatchNorm over an input x with C channels. The statistics reduce over every axis but the
+channel axis, m values per channel (m = N * prod(spatial)).
+
+During training::
+
+    mu    = mean(x)                          sigma2 = mean((x - mu)^2)      (biased)
+    x_hat = (x - mu) / sqrt(sigma2 + eps)    (eps_placement="inside")
+          = (x - mu) / (sqrt(sigma2) + eps)  (eps_placement="outside")
+    y     = scale * x_hat + shift
+
+and, when the layer keeps running statistics, with s the batch statistic that feeds them
+(s_var = sigma2 * m / (m - 1) for the unbiased estimator, sigma2 for the biased one)::
+
+    running <- (1 - w) * running + w * s     (momentum_weights="new": w weighs the new value)
+    running <- w * running + (1 - w) * s     (momentum_weights="old": the reversed convention)
+    running <- running + (s - running) / k   (update="cumulative", k = batches seen so far)
+
+During inference::
+
+    y = scale * (x - running_mean) / sqrt(running_var + eps) + shift
+
+(batch statistics instead when the layer keeps no running statistics, or under
+``eval_statistics="batch"``).
+
+Dropout with rate p: in training each unit is kept with probability 1 - p and kept values
+are multiplied by 1/(1 - p) (``train_scale="inverted"``) or left as they are
+(``"none"``); in inference y = x (``eval="identity"``) or y = (1 - p) * x (``"downscale"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Literal
+
+import numpy as np
+
+from conformance.model import BatchNormSpec, DropoutSpec, Mode
+
+
+@dataclass(frozen=True)
+class BatchNormConventions:
+    """The choices on which frameworks differ; each field names one convention."""
+
+    running_var_estimator: Literal["unbiased", "biased"] = "unbiased"
+    momentum_weights: Literal["new", "old"] = "new"
+    eps_placement: Literal["inside", "outside"] = "inside"
+    running_update: Literal["as_specified", "none"] = "as_specified"
+    eval_statistics: Literal["running", "batch"] = "running"
+
+
+@dataclass(frozen=True)
+class DropoutConventions:
+    train_scale: Literal["inverted", "none"] = "inverted"
+    eval: Literal["identity", "downscale"] = "identity"
+
+
+CONVENTION_VALUES: dict[str, tuple[str, ...]] = {
+    "bn.running_var_estimator": ("unbiased", "biased"),
+    "bn.momentum_weights": ("new", "old"),
+    "bn.eps_placement": ("inside", "outside"),
+    "bn.running_update": ("as_specified", "none"),
+    "bn.eval_statistics": ("running", "batch"),
+    "dropout.train_scale": ("inverted", "none"),
+    "dropout.eval": ("identity", "downscale"),
+}
+
+
+def conventions_for(
+    layer: BatchNormSpec | DropoutSpec, settings: dict[str, str]
+) -> BatchNormConventions | DropoutConventions:
+    """Build the conventions of ``layer``'s kind from ``{"bn.x": value}`` settings.
+
+    A dropout layer with ``scaling="eval"`` asks for the downscale-in-inference scheme, so
+    its defaults are ``train_scale="none"`` and ``eval="downscale"``.
+    """
+    if isinstance(layer, BatchNormSpec):
+        prefix, base = "bn.", BatchNormConventions()
+    else:
+        prefix = "dropout."
+        base = (
+            DropoutConventions(train_scale="none", eval="downscale")
+            if layer.scaling == "eval"
+            else DropoutConventions()
+        )
+    names = {f.name for f in fields(base)}
+    chosen = {k[len(prefix):]: v for k, v in settings.items() if k.startswith(prefix)}
+    return replace(base, **{k: v for k, v in chosen.items() if k in names})
+
+
+def flatten_conventions(conv: BatchNormConventions | DropoutConventions) -> dict[str, str]:
+    prefix = "bn." if isinstance(conv, BatchNormConventions) else "dropout."
+    return {prefix + f.name: getattr(conv, f.name) for f in fields(conv)}
+
+
+def channel_axis_index(rank: int, channel_axis: str) -> int:
+    return 1 if channel_axis == "first" else rank - 1
+
+
+def _broadcast_shape(rank: int, axis: int, channels: int) -> tuple[int, ...]:
+    shape = [1] * rank
+    shape[axis] = channels
+    return tuple(shape)
+
+
+@dataclass
+class BatchNormState:
+    running_mean: np.ndarray
+    running_var: np.ndarray
+    batch_count: int = 0
+
+
+class ReferenceBatchNorm:
+    """A float64 batch norm that follows ``spec`` under ``conventions``."""
+
+    def __init__(self, spec: BatchNormSpec, conventions: BatchNormConventions) -> None:
+        self.spec = spec
+        self.conv = conventions
+        c = spec.num_features
+        self.axis = channel_axis_index(spec.rank, spec.channel_axis)
+        self.reduce_axes = tuple(a for a in range(spec.rank) if a != self.axis)
+        self.bshape = _broadcast_shape(spec.rank, self.axis, c)
+        self.scale = _init(spec.scale if spec.affine else None, c, 1.0)
+        self.shift = _init(spec.shift if spec.affine else None, c, 0.0)
+        self.state = BatchNormState(
+            running_mean=_init(spec.running_mean, c, 0.0),
+            running_var=_init(spec.running_var, c, 1.0),
+        )
+
+    def _normalise(self, x: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+        mean_b, var_b = mean.reshape(self.bshape), var.reshape(self.bshape)
+        if self.conv.eps_placement == "inside":
+            return (x - mean_b) / np.sqrt(var_b + self.spec.eps)
+        return (x - mean_b) / (np.sqrt(var_b) + self.spec.eps)
+
+    def _uses_batch_statistics(self, mode: Mode) -> bool:
+        return (
+            mode == "train"
+            or not self.spec.running_stats
+            or self.conv.eval_statistics == "batch"
+        )
+
+    def forward(
+        self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """Return ``output`` (and the gradients of ``sum(grad_output * output)``)."""
+        x = np.asarray(x, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self._uses_batch_statistics(mode):
+                mean, var = x.mean(axis=self.reduce_axes), x.var(axis=self.reduce_axes)
+                batch_stats = True
+            else:
+                mean, var = self.state.running_mean, self.state.running_var
+                batch_stats = False
+            x_hat = self._normalise(x, mean, var)
+            out = {"output": self.scale.reshape(self.bshape) * x_hat + self.shift.reshape(self.bshape)}
+            if grad_output is not None:
+                out.update(self._gradients(x_hat, var, np.asarray(grad_output, np.float64), batch_stats))
+            if mode == "train" and self.spec.running_stats:
+                self._update_running(mean, var, count=x.size // self.spec.num_features)
+        return out
+
+    def _gradients(
+        self, x_hat: np.ndarray, var: np.ndarray, g: np.ndarray, batch_stats: bool
+    ) -> dict[str, np.ndarray]:
+        """d/dx of sum(g * y). With batch statistics (eps inside the root)::
+
+            dx = scale / sqrt(var + eps) * (g - mean(g) - x_hat * mean(g * x_hat))
+
+        and with fixed statistics dx = scale * g / sqrt(var + eps).
+        """
+        if self.conv.eps_placement != "inside":
+            raise NotImplementedError("gradients are only derived for eps inside the root")
+        inv_std = (1.0 / np.sqrt(var + self.spec.eps)).reshape(self.bshape)
+        scale = self.scale.reshape(self.bshape)
+        if batch_stats:
+            g_mean = g.mean(axis=self.reduce_axes, keepdims=True)
+            gx_mean = (g * x_hat).mean(axis=self.reduce_axes, keepdims=True)
+            grad_input = scale * inv_std * (g - g_mean - x_hat * gx_mean)
+        else:
+            grad_input = scale * inv_std * g
+        grads = {"grad_input": grad_input}
+        if self.spec.affine:
+            grads["grad_scale"] = (g * x_hat).sum(axis=self.reduce_axes)
+            grads["grad_shift"] = g.sum(axis=self.reduce_axes)
+        return grads
+
+    def _update_running(self, mean: np.ndarray, var: np.ndarray, count: int) -> None:
+        if self.conv.running_update == "none":
+            return
+        self.state.batch_count += 1
+        if self.conv.running_var_estimator == "unbiased":
+            var = var * count / (count - 1) if count > 1 else np.full_like(var, np.nan)
+        st = self.state
+        if self.spec.update == "cumulative":
+            k = st.batch_count
+            st.running_mean = st.running_mean + (mean - st.running_mean) / k
+            st.running_var = st.running_var + (var - st.running_var) / k
+            return
+        w = self.spec.update_weight
+        if self.conv.momentum_weights == "old":
+            w = 1.0 - w
+        st.running_mean = (1.0 - w) * st.running_mean + w * mean
+        st.running_var = (1.0 - w) * st.running_var + w * var
+
+    def observe(self) -> dict[str, np.ndarray]:
+        if not self.spec.running_stats:
+            return {}
+        return {
+            "running_mean": self.state.running_mean.copy(),
+            "running_var": self.state.running_var.copy(),
+            "batch_count": np.asarray(self.state.batch_count, dtype=np.int64),
+        }
+
+
+def _init(values: np.ndarray | None, channels: int, fill: float) -> np.ndarray:
+    if values is None:
+        return np.full(channels, fill, dtype=np.float64)
+    return np.asarray(values, dtype=np.float64).reshape(channels).copy()
+
+
+def dropout_mask_shape(spec: DropoutSpec, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Element-wise dropout draws one value per element; channel-wise one per (sample,
+    channel), shared along every spatial axis."""
+    if spec.granularity == "element":
+        return shape
+    axis = channel_axis_index(len(shape), spec.channel_axis)
+    return tuple(n if a in (0, axis) else 1 for a, n in enumerate(shape))
+
+
+def dropout_train_scale(rate: float, conv: DropoutConventions) -> float:
+    """The factor kept values get in training: 1/(1-p) inverted, 1 otherwise (0 for p = 1)."""
+    if conv.train_scale == "none":
+        return 1.0
+    return 0.0 if rate >= 1.0 else 1.0 / (1.0 - rate)
+
+
+def dropout_eval(x: np.ndarray, rate: float, conv: DropoutConventions) -> np.ndarray:
+    """Inference: y = x (identity) or y = (1 - p) * x (downscale)."""
+    x = np.asarray(x, dtype=np.float64)
+    return x * (1.0 - rate) if conv.eval == "downscale" else x.copy()
+
+
+class ReferenceDropout:
+    """Dropout drawing its masks from a numpy generator; the reference for the *rules*
+    (what is kept, how it is scaled), not for which elements a framework keeps."""
+
+    def __init__(self, spec: DropoutSpec, conventions: DropoutConventions) -> None:
+        self.spec = spec
+        self.conv = conventions
+        self.rng = np.random.default_rng(spec.seed)
+
+    def forward(
+        self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        x = np.asarray(x, dtype=np.float64)
+        if mode == "eval":
+            factor = np.full(dropout_mask_shape(self.spec, x.shape), 1.0 - self.spec.rate
+                             if self.conv.eval == "downscale" else 1.0)
+        else:
+            keep = self.rng.random(dropout_mask_shape(self.spec, x.shape)) >= self.spec.rate
+            factor = keep * dropout_train_scale(self.spec.rate, self.conv)
+        out = {"output": x * factor}
+        if grad_output is not None:
+            out["grad_input"] = np.asarray(grad_output, np.float64) * factor
+        return out
+
+    def observe(self) -> dict[str, np.ndarray]:
+        return {}
+
+
+def build_reference(
+    layer: BatchNormSpec | DropoutSpec, settings: dict[str, str] | None = None
+) -> ReferenceBatchNorm | ReferenceDropout:
+    conv = conventions_for(layer, settings or {})
+    if isinstance(layer, BatchNormSpec):
+        assert isinstance(conv, BatchNormConventions)
+        return ReferenceBatchNorm(layer, conv)
+    assert isinstance(conv, DropoutConventions)
+    return ReferenceDropout(layer, conv)

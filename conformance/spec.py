@@ -1,0 +1,396 @@
+"""Load spec files into validated ``Case`` objects.
+
+Every problem becomes a ``SpecError`` that says ``file:line: what is wrong; expected ...``.
+Loading never raises anything else for anything a YAML file can contain.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import jsonschema
+import numpy as np
+import yaml
+
+from conformance import SPEC_VERSION, inputs, yamlines
+from conformance.model import (
+    BN_QUANTITIES,
+    DEFAULT_TOLERANCES,
+    DROPOUT_QUANTITIES,
+    BatchNormSpec,
+    Case,
+    DropoutSpec,
+    LayerSpec,
+    Step,
+    Tolerance,
+)
+
+MAX_SPEC_BYTES = 4 << 20
+MAX_CASE_ELEMENTS = 1 << 25
+DEFAULT_OBSERVE = {"batch_norm": ("output", "running_mean", "running_var"), "dropout": ("output",)}
+
+
+@dataclass(frozen=True)
+class SpecError:
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+class SpecErrors(Exception):
+    def __init__(self, errors: Sequence[SpecError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = list(errors)
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The published JSON Schema of spec format v1."""
+    text = resources.files("conformance").joinpath("schema/spec-v1.json").read_text()
+    return dict(json.loads(text))
+
+
+def is_spec_text(text: str) -> bool:
+    """Cheap test used by the pytest plugin: does this YAML claim to be a spec?"""
+    return "conformance_spec:" in text
+
+
+def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[SpecError]]:
+    """Every ``*.yaml``/``*.yml`` file under ``paths``, sorted; a missing path is an error."""
+    files: list[Path] = []
+    errors: list[SpecError] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")))
+        elif path.is_file():
+            files.append(path)
+        else:
+            errors.append(SpecError(str(path), 0, "no such file or folder; expected a spec "
+                                    "file (.yaml) or a folder of them"))
+    return files, errors
+
+
+def load_paths(paths: Iterable[str | Path]) -> tuple[list[Case], list[SpecError]]:
+    """Load every spec under ``paths``. Returns the good cases and all errors found."""
+    files, errors = discover(paths)
+    cases: list[Case] = []
+    seen: dict[str, Case] = {}
+    for file in files:
+        try:
+            loaded = load_file(file)
+        except SpecErrors as exc:
+            errors.extend(exc.errors)
+            continue
+        for case in loaded:
+            if case.id in seen:
+                first = seen[case.id]
+                errors.append(SpecError(case.file, case.line, f"duplicate case id {case.id!r} "
+                                        f"(first at {first.file}:{first.line}); expected unique ids"))
+                continue
+            seen[case.id] = case
+            cases.append(case)
+    return cases, errors
+
+
+def case_id(path: Path, name: str) -> str:
+    """Stable id: ``<folder>/<file stem>::<case name>``, e.g. ``batchnorm/running::rank4``."""
+    return f"{path.parent.name}/{path.stem}::{name}"
+
+
+def load_file(path: str | Path) -> list[Case]:
+    path = Path(path)
+    file = str(path)
+    try:
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            raise SpecErrors([SpecError(file, 0, f"file is {path.stat().st_size} bytes; "
+                                        f"expected a spec under {MAX_SPEC_BYTES} bytes")])
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecErrors([SpecError(file, 0, f"cannot read the file ({exc}); expected a "
+                                    "readable UTF-8 YAML file")]) from None
+    return load_text(text, file=file, path=path)
+
+
+def load_text(text: str, file: str = "<string>", path: Path | None = None) -> list[Case]:
+    try:
+        doc = yamlines.load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 0
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecErrors([SpecError(file, line, f"YAML syntax error: {problem}; expected "
+                                    "valid YAML")]) from None
+    except RecursionError:
+        raise SpecErrors([SpecError(file, 0, "YAML nested too deeply; expected a spec")]) from None
+    if not isinstance(doc, dict):
+        raise SpecErrors([SpecError(file, 1, "the file is not a mapping; expected a spec "
+                                    f"starting with 'conformance_spec: {SPEC_VERSION}'")])
+    errors = [SpecError(file, line, msg) for line, msg in _schema_errors(doc)]
+    if errors:
+        raise SpecErrors(errors)
+    builder = _CaseBuilder(doc, file, path or Path(file))
+    cases = builder.build_all()
+    if builder.errors:
+        raise SpecErrors(builder.errors)
+    return cases
+
+
+def _schema_errors(doc: Any) -> list[tuple[int, str]]:
+    validator = jsonschema.Draft202012Validator(schema())
+    found = []
+    for error in validator.iter_errors(doc):
+        error = _deepest(error)
+        path = list(error.absolute_path)
+        where = _path_text(path)
+        found.append((yamlines.line_of(doc, path), f"{where}: {_describe(error)}"))
+    # also catch values the schema's number checks let through
+    found.extend(_non_finite(doc, []))
+    return sorted(set(found))
+
+
+def _deepest(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """For anyOf/oneOf/allOf, the sub-error that went furthest into the document."""
+    while error.context:
+        error = max(error.context, key=lambda e: (len(e.absolute_path), -len(e.message)))
+    return error
+
+
+def _path_text(path: list[Any]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "spec"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    v, inst, sch = error.validator, error.instance, error.schema
+    if v == "additionalProperties" and isinstance(inst, dict):
+        allowed = sorted(sch.get("properties", {}))
+        bad = [k for k in inst if k not in allowed]
+        hints = []
+        for key in bad:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return f"unknown key {', '.join(hints)}; expected one of {', '.join(allowed)}"
+    if v == "enum":
+        close = difflib.get_close_matches(str(inst), [str(x) for x in error.validator_value], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"got {inst!r}{hint}; expected one of {', '.join(map(repr, error.validator_value))}"
+    if v == "const":
+        return f"got {inst!r}; expected {error.validator_value!r}"
+    if v == "type":
+        return f"got {inst!r} ({type(inst).__name__}); expected {error.validator_value}"
+    if v == "required":
+        return f"{error.message}; expected it to be given"
+    if v == "pattern":
+        return (f"got {inst!r}; expected lowercase letters, digits, '_', '.', '-' "
+                f"(pattern {error.validator_value})")
+    if v in ("oneOf", "minProperties", "maxProperties") and "step" in str(sch.get("properties", {})):
+        return f"got {dict(inst)!r}; expected exactly one of 'train: INPUT' or 'eval: INPUT'"
+    return f"{error.message}; expected {v} {error.validator_value!r}"
+
+
+def _non_finite(node: Any, path: list[Any], line: int = 1) -> list[tuple[int, str]]:
+    """NaN and infinity pass JSON Schema's number checks (every comparison with NaN is
+    false), so they are refused here, at the line of the innermost key or item."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return [(line, f"{_path_text(path)}: got {node}; expected a finite number")]
+    children: Iterable[tuple[Any, Any]] = ()
+    if isinstance(node, dict):
+        children = node.items()
+    elif isinstance(node, list):
+        children = enumerate(node)
+    found = []
+    for key, child in children:
+        found.extend(_non_finite(child, path + [key], yamlines.line_of(node, [key])))
+    return found
+
+
+class _CaseBuilder:
+    """Turns a schema-valid document into cases, checking what a schema cannot: names that
+    refer to inputs, shapes that agree, sizes within bounds."""
+
+    def __init__(self, doc: dict[str, Any], file: str, path: Path) -> None:
+        self.doc = doc
+        self.file = file
+        self.path = path
+        self.errors: list[SpecError] = []
+
+    def fail(self, node: Any, key: Any, message: str) -> None:
+        self.errors.append(SpecError(self.file, yamlines.line_of(node, [key]), message))
+
+    def build_all(self) -> list[Case]:
+        defaults = self.doc.get("defaults", {})
+        cases, names = [], {}
+        for index, raw in enumerate(self.doc["cases"]):
+            merged = yamlines.LineDict({**defaults, **raw})
+            merged.line = getattr(raw, "line", 0)
+            merged.key_lines = {**getattr(defaults, "key_lines", {}), **getattr(raw, "key_lines", {})}
+            name = raw["name"]
+            if name in names:
+                self.fail(self.doc["cases"], index, f"duplicate case name {name!r} (first on "
+                          f"line {names[name]}); expected unique names within a file")
+                continue
+            names[name] = merged.line
+            case = self.build(merged, index)
+            if case is not None:
+                cases.append(case)
+        return cases
+
+    def build(self, raw: yamlines.LineDict, index: int) -> Case | None:
+        where = f"cases[{index}] ({raw['name']})"
+        missing = [k for k in ("layer", "inputs", "steps") if k not in raw]
+        if missing:
+            self.errors.append(SpecError(self.file, raw.line, f"{where}: missing "
+                               f"{', '.join(missing)}; expected them in the case or in defaults"))
+            return None
+        dtype = raw.get("dtype", "float32")
+        arrays = self.inputs(raw, where, dtype)
+        if arrays is None:
+            return None
+        kind = raw["layer"]["kind"]
+        steps = self.steps(raw, where, arrays, kind)
+        if steps is None:
+            return None
+        layer = self.layer(raw, where, arrays[steps[0].input].shape, arrays, steps)
+        if layer is None:
+            return None
+        literal = self.literal(raw, where, steps)
+        tol = DEFAULT_TOLERANCES[dtype]
+        if "tolerance" in raw:
+            tol = Tolerance(atol=raw["tolerance"].get("atol", tol.atol),
+                            rtol=raw["tolerance"].get("rtol", tol.rtol))
+        expect = raw.get("expect", {})
+        return Case(
+            id=case_id(self.path, raw["name"]),
+            name=raw["name"],
+            file=self.file,
+            line=raw.line,
+            description=raw.get("description", ""),
+            areas=tuple(raw.get("areas", ())),
+            layer=layer,
+            inputs=arrays,
+            dtype=dtype,
+            steps=tuple(steps),
+            reference=dict(raw.get("reference", {})),
+            literal=literal,
+            expect_error=bool(expect.get("error", False)),
+            tolerance=tol,
+            devices=tuple(raw.get("devices", ("cpu", "gpu"))),
+        )
+
+    def inputs(self, raw: yamlines.LineDict, where: str, dtype: str) -> dict[str, np.ndarray] | None:
+        described = raw["inputs"]
+        total = 0
+        for name, desc in described.items():
+            count = inputs.element_count(desc)
+            total += count
+            if count > inputs.MAX_ELEMENTS or total > MAX_CASE_ELEMENTS:
+                self.fail(described, name, f"{where}: input {name!r} has {count} values; expected "
+                          f"at most {inputs.MAX_ELEMENTS} per input and {MAX_CASE_ELEMENTS} per case")
+                return None
+        arrays = {}
+        for name, desc in described.items():
+            try:
+                arrays[name] = inputs.generate(desc, dtype)
+            except ValueError as exc:  # ragged literal lists
+                self.fail(described, name, f"{where}: input {name!r} cannot be made ({exc}); "
+                          "expected a rectangular nested list of numbers")
+                return None
+        return arrays
+
+    def steps(self, raw: yamlines.LineDict, where: str, arrays: dict[str, np.ndarray],
+              kind: str) -> list[Step] | None:
+        allowed = BN_QUANTITIES if kind == "batch_norm" else DROPOUT_QUANTITIES
+        default_observe = tuple(raw.get("observe", DEFAULT_OBSERVE[kind]))
+        steps, ok = [], True
+        for i, item in enumerate(raw["steps"]):
+            mode = "train" if "train" in item else "eval"
+            observe = tuple(item.get("observe", default_observe))
+            line = yamlines.line_of(raw["steps"], [i])
+            for ref in (item[mode], item.get("grad_output")):
+                if ref is not None and ref not in arrays:
+                    self.fail(raw["steps"], i, f"{where}: steps[{i}] names input {ref!r}, which "
+                              f"is not defined; expected one of {', '.join(sorted(arrays))}")
+                    ok = False
+            bad = [q for q in observe if q not in allowed]
+            if bad:
+                self.fail(raw["steps"], i, f"{where}: steps[{i}] observes {', '.join(bad)}, which a "
+                          f"{kind} layer does not have; expected some of {', '.join(allowed)}")
+                ok = False
+            grad = item.get("grad_output")
+            if ok and grad is not None and arrays[grad].shape != arrays[item[mode]].shape:
+                self.fail(raw["steps"], i, f"{where}: steps[{i}] grad_output {grad!r} has shape "
+                          f"{arrays[grad].shape}; expected the input's shape {arrays[item[mode]].shape}")
+                ok = False
+            steps.append(Step(mode=mode, input=item[mode], observe=observe,
+                              grad_output=grad, line=line))
+        return steps if ok else None
+
+    def layer(self, raw: yamlines.LineDict, where: str, shape: tuple[int, ...],
+              arrays: dict[str, np.ndarray], steps: list[Step]) -> LayerSpec | None:
+        spec = raw["layer"]
+        rank = len(shape)
+        axis = 1 if spec.get("channel_axis", "first") == "first" else rank - 1
+        for step in steps:
+            other = arrays[step.input].shape
+            if len(other) != rank or (rank > 1 and other[axis] != shape[axis]):
+                self.fail(raw, "steps", f"{where}: input {step.input!r} has shape {other}; "
+                          f"expected rank {rank} with {shape[axis] if rank > 1 else '?'} channels "
+                          "like the first step's input")
+                return None
+        if spec["kind"] == "dropout":
+            return DropoutSpec(rate=float(spec["rate"]), rank=rank,
+                               granularity=spec.get("granularity", "element"),
+                               channel_axis=spec.get("channel_axis", "first"),
+                               scaling=spec.get("scaling", "train"), seed=spec.get("seed"))
+        if not 2 <= rank <= 5:
+            self.fail(raw, "layer", f"{where}: batch norm input has rank {rank}; expected 2 to 5")
+            return None
+        channels = shape[axis]
+        per_channel = {}
+        for key in ("scale", "shift", "running_mean", "running_var"):
+            if key in spec:
+                if len(spec[key]) != channels:
+                    self.fail(spec, key, f"{where}: layer.{key} has {len(spec[key])} values; "
+                              f"expected one per channel ({channels})")
+                    return None
+                per_channel[key] = np.asarray(spec[key], dtype=np.float64)
+        return BatchNormSpec(
+            rank=rank, num_features=channels,
+            channel_axis=spec.get("channel_axis", "first"),
+            update=spec.get("update", "ema"),
+            update_weight=float(spec.get("update_weight", 0.1)),
+            eps=float(spec.get("eps", 1e-5)),
+            affine=bool(spec.get("affine", True)),
+            running_stats=bool(spec.get("running_stats", True)),
+            **per_channel,
+        )
+
+    def literal(self, raw: yamlines.LineDict, where: str,
+                steps: list[Step]) -> dict[tuple[int, str], np.ndarray]:
+        values = raw.get("expect", {}).get("values", [])
+        literal = {}
+        for i, item in enumerate(values):
+            if item["step"] >= len(steps):
+                self.fail(values, i, f"{where}: expect.values[{i}] refers to step {item['step']}; "
+                          f"expected a step index below {len(steps)}")
+                continue
+            if item["quantity"] not in steps[item["step"]].observe:
+                self.fail(values, i, f"{where}: expect.values[{i}] gives {item['quantity']} at step "
+                          f"{item['step']}, which that step does not observe; expected one of "
+                          f"{', '.join(steps[item['step']].observe)}")
+                continue
+            literal[(item["step"], item["quantity"])] = np.asarray(item["value"], dtype=np.float64)
+        return literal
