@@ -62,7 +62,8 @@ def _execute(build: Callable[[], LayerHandle], case: Case) -> CaseRun:
             return _error(run, exc, step=index)
         observed = {q: produced[q] for q in step.observe if q in produced}
         run.dtypes.append({q: str(np.asarray(v).dtype) for q, v in observed.items()})
-        run.steps.append({q: np.asarray(v, dtype=np.float64) for q, v in observed.items()})
+        # always a copy: an adapter may hand back views of buffers the next step updates
+        run.steps.append({q: np.array(v, dtype=np.float64) for q, v in observed.items()})
     return run
 
 

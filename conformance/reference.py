@@ -248,6 +248,9 @@ class ReferenceDropout:
     (what is kept, how it is scaled), not for which elements a framework keeps."""
 
     def __init__(self, spec: DropoutSpec, conventions: DropoutConventions) -> None:
+        if not 0.0 <= spec.rate <= 1.0:
+            raise ValueError(f"Invalid value received for argument `rate`. Expected a float "
+                             f"value between 0 and 1. Received: rate={spec.rate}")
         self.spec = spec
         self.conv = conventions
         self.rng = np.random.default_rng(spec.seed)

@@ -1,0 +1,92 @@
+"""The adapter registry. Finding an adapter never imports it or its framework.
+
+Built-in adapters are listed here; third-party ones register an entry point in the group
+``conformance.adapters`` (``name = "module:Class"``) or are named on the command line with
+``--adapter module:Class``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    """Where an adapter lives and what it needs, without importing anything."""
+
+    name: str
+    target: str  # "module:Class"
+    requires: str  # the top-level module of its framework
+    install_hint: str
+
+    def installed(self) -> bool:
+        try:
+            return importlib.util.find_spec(self.requires) is not None
+        except (ImportError, ValueError):
+            return False
+
+
+BUILTIN: dict[str, AdapterRef] = {
+    ref.name: ref
+    for ref in (
+        AdapterRef("torch", "conformance.adapters.torch:TorchAdapter", "torch",
+                   'pip install "conformance[torch]"  (CPU build: pip install torch --index-url '
+                   "https://download.pytorch.org/whl/cpu)"),
+        AdapterRef("paddle", "conformance.adapters.paddle:PaddleAdapter", "paddle",
+                   'pip install "conformance[paddle]"  (or: pip install paddlepaddle)'),
+        AdapterRef("tf", "conformance.adapters.tf:TfAdapter", "tensorflow",
+                   'pip install "conformance[tf]"  (or: pip install tensorflow-cpu)'),
+        AdapterRef("numpy", "conformance.adapters.numpy:NumpyAdapter", "numpy",
+                   "numpy is a dependency of the kit; reinstall the kit"),
+    )
+}
+REAL_FRAMEWORKS = ("torch", "paddle", "tf")
+
+
+class UnknownFramework(ValueError):
+    pass
+
+
+def registry() -> dict[str, AdapterRef]:
+    """Built-in adapters plus those registered through the ``conformance.adapters`` group."""
+    found = dict(BUILTIN)
+    for ep in entry_points(group="conformance.adapters"):
+        module = ep.value.split(":", 1)[0]
+        found.setdefault(ep.name, AdapterRef(ep.name, ep.value, module.split(".")[0],
+                                             f"reinstall the package that provides {ep.value}"))
+    return found
+
+
+def from_target(target: str) -> AdapterRef:
+    """An adapter given as ``module:Class`` on the command line; its name is the class's
+    ``name`` attribute, read in the worker, so here the module name stands in."""
+    if ":" not in target:
+        raise UnknownFramework(f"--adapter {target!r}: expected module:Class, e.g. mypkg.adapter:MyAdapter")
+    module = target.split(":", 1)[0]
+    return AdapterRef(module.rsplit(".", 1)[-1], target, module.split(".")[0],
+                      f"make {module} importable (pip install it or add it to PYTHONPATH)")
+
+
+def resolve(names: str | list[str]) -> list[AdapterRef]:
+    """Turn ``"torch,paddle"`` into refs; an unknown name gets "did you mean"."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    known = registry()
+    refs = []
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UnknownFramework(f"unknown framework {name!r}{hint} Expected one of: "
+                                   f"{', '.join(sorted(known))}")
+        refs.append(known[name])
+    return refs
+
+
+def load_class(target: str) -> type:
+    module_name, _, class_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)  # type: ignore[no-any-return]

@@ -1,0 +1,48 @@
+"""The numpy reference run as if it were a framework.
+
+The kit's own tests use it as a stand-in framework (so they pass with no framework
+installed); ``conventions`` lets a test adapter behave like a framework with other
+conventions. Conformance results for real frameworks never come from here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from conformance import inputs
+from conformance.adapters.base import Adapter, DeviceUnavailable
+from conformance.model import LayerSpec, Mode
+from conformance.reference import ReferenceBatchNorm, ReferenceDropout, build_reference
+
+
+class _Handle:
+    def __init__(self, layer: ReferenceBatchNorm | ReferenceDropout, dtype: str) -> None:
+        self.layer, self.dtype = layer, dtype
+
+    def forward(self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None) -> dict[str, np.ndarray]:
+        out = self.layer.forward(x, mode, grad_output)
+        # a float32 framework rounds its results to float32; so does this stand-in
+        return {k: inputs.round_to_dtype(v, self.dtype) for k, v in out.items()}
+
+    def state(self) -> dict[str, np.ndarray]:
+        return self.layer.observe()
+
+
+class NumpyAdapter(Adapter):
+    name = "numpy"
+    install_hint = "numpy is a dependency of the kit; reinstall the kit"
+    conventions: dict[str, str] = {}
+
+    def __init__(self, conventions: dict[str, str] | None = None) -> None:
+        self.settings = dict(self.conventions if conventions is None else conventions)
+
+    def version(self) -> str:
+        return str(np.__version__)
+
+    def devices(self) -> list[str]:
+        return ["cpu"]
+
+    def build(self, layer: LayerSpec, dtype: str, device: str) -> _Handle:
+        if device != "cpu":
+            raise DeviceUnavailable("the numpy reference runs on the CPU only")
+        return _Handle(build_reference(layer, self.settings), dtype)

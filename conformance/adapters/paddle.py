@@ -1,0 +1,192 @@
+"""The PaddlePaddle adapter: ``paddle.nn.BatchNorm1D/2D/3D`` and ``paddle.nn.Dropout``.
+
+Imported only inside the Paddle worker process. Neutral spec parameters are translated to
+Paddle's own at construction; every translation is commented where it happens.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+import numpy as np
+import paddle
+
+from conformance.adapters.base import (
+    Adapter,
+    DeviceUnavailable,
+    Documented,
+    LayerHandle,
+    Unsupported,
+)
+from conformance.model import BatchNormSpec, DropoutSpec, LayerSpec, Mode
+from conformance.reference import channel_axis_index
+
+_DOCS = "https://www.paddlepaddle.org.cn/documentation/docs/en/api/paddle/nn/"
+
+# rank -> (layer class, data_format with channels first, data_format with channels last)
+_BATCH_NORMS: dict[int, tuple[Any, str, str]] = {
+    2: (paddle.nn.BatchNorm1D, "NC", "NC"),  # rank 2: the channel axis is 1 either way
+    3: (paddle.nn.BatchNorm1D, "NCL", "NLC"),
+    4: (paddle.nn.BatchNorm2D, "NCHW", "NHWC"),
+    5: (paddle.nn.BatchNorm3D, "NCDHW", "NDHWC"),
+}
+
+_DETERMINISM_FLAGS = ("FLAGS_cudnn_deterministic", "FLAGS_embedding_deterministic",
+                      "FLAGS_cpu_deterministic")
+
+
+def _to_numpy(t: paddle.Tensor) -> np.ndarray:
+    """A numpy copy of ``t``; bfloat16 (which numpy lacks) comes back as float32."""
+    if t.dtype == paddle.bfloat16:
+        t = t.astype("float32")
+    return np.array(t.numpy())
+
+
+class _PaddleHandle:
+    """Drives one native layer: mode switching, forward, backward, state."""
+
+    def __init__(self, layer: paddle.nn.Layer, dtype: str, running_stats: bool) -> None:
+        self.layer = layer
+        self.dtype = dtype
+        self.running_stats = running_stats  # a batch norm whose running statistics are reported
+
+    def _tensor(self, a: np.ndarray) -> paddle.Tensor:
+        """Numpy -> tensor of the case dtype on the current device (cast natively)."""
+        wide = np.float64 if self.dtype == "float64" else np.float32
+        return paddle.to_tensor(np.asarray(a, dtype=wide)).astype(self.dtype)  # type: ignore[arg-type]
+
+    def forward(
+        self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
+        self.layer.train() if mode == "train" else self.layer.eval()
+        xt = self._tensor(x)
+        xt.stop_gradient = grad_output is None
+        y = self.layer(xt)
+        out = {"output": _to_numpy(y)}
+        if grad_output is not None:
+            # d/dx sum(g * y): seed the backward pass with g directly (equivalent, and needs
+            # no float16 multiply, which Paddle's CPU build lacks).
+            y.backward(self._tensor(grad_output))
+            assert xt.grad is not None
+            out["grad_input"] = _to_numpy(xt.grad)
+            weight, bias = getattr(self.layer, "weight", None), getattr(self.layer, "bias", None)
+            if weight is not None and weight.grad is not None:
+                out["grad_scale"] = _to_numpy(weight.grad)
+            if bias is not None and bias.grad is not None:
+                out["grad_shift"] = _to_numpy(bias.grad)
+            self.layer.clear_gradients()
+        return out
+
+    def state(self) -> dict[str, np.ndarray]:
+        # Paddle keeps no count of batches seen, so there is no ``batch_count``.
+        if not self.running_stats:
+            return {}
+        return {"running_mean": _to_numpy(self.layer._mean),
+                "running_var": _to_numpy(self.layer._variance)}
+
+
+class PaddleAdapter(Adapter):
+    """PaddlePaddle in dynamic-graph (eager) mode."""
+
+    name = "paddle"
+    install_hint = 'pip install "conformance[paddle]"  (or: pip install paddlepaddle)'
+    documented: ClassVar[dict[str, Documented]] = {
+        # Measured on CPU (ranks 2 to 5, probe): running_var is fed the biased batch
+        # variance (divided by m), as the API page's formula says. GPU/cuDNN not measured.
+        "bn.running_var_estimator": Documented(
+            value="biased",
+            link=_DOCS + "BatchNorm2D_en.html",
+            fix="Paddle has no switch for it: each batch's contribution to running_var is "
+                "(m-1)/m of the unbiased one (m = values per channel). When matching a "
+                "framework that uses the unbiased estimator, recompute running_var with "
+                "ddof=1 and set it into the layer's _variance, or use large batches",
+        ),
+    }
+
+    def version(self) -> str:
+        return str(paddle.__version__)
+
+    def devices(self) -> list[str]:
+        found = ["cpu"]
+        if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+            found.append("gpu")
+        return found
+
+    def environment(self, device: str) -> dict[str, Any]:
+        env = super().environment(device)
+        env.update(paddle=self.version(), paddle_commit=str(paddle.version.commit),
+                   with_mkl=str(paddle.version.with_mkl), device_name="cpu")
+        if paddle.device.is_compiled_with_cuda():
+            env.update(cuda=str(paddle.version.cuda()), cudnn=str(paddle.version.cudnn()))
+            if device == "gpu" and "gpu" in self.devices():
+                env["device_name"] = paddle.device.cuda.get_device_name(0)
+        for flag in _DETERMINISM_FLAGS:  # only those this build defines, or set in the env
+            try:
+                env[flag] = str(paddle.get_flags([flag])[flag])
+            except ValueError:  # "cannot get its value": the flag is not in this build
+                if flag in os.environ:
+                    env[flag] = os.environ[flag]
+        return env
+
+    def build(self, layer: LayerSpec, dtype: str, device: str) -> LayerHandle:
+        if device not in self.devices():
+            raise DeviceUnavailable(
+                f"Paddle {self.version()} sees no {device!r} device; for 'gpu' install a CUDA "
+                "build (pip install paddlepaddle-gpu, see paddlepaddle.org.cn/install) and make "
+                "a GPU visible"
+            )
+        paddle.set_device("cpu" if device == "cpu" else "gpu:0")
+        if isinstance(layer, BatchNormSpec):
+            return _PaddleHandle(self._batch_norm(layer, dtype), dtype, layer.running_stats)
+        return _PaddleHandle(self._dropout(layer), dtype, running_stats=False)
+
+    def _batch_norm(self, spec: BatchNormSpec, dtype: str) -> paddle.nn.Layer:
+        if spec.update == "cumulative":
+            raise Unsupported("Paddle's batch norm only has an exponential moving average "
+                              "(momentum); it has no cumulative average of the batches seen")
+        if spec.rank not in _BATCH_NORMS:
+            raise Unsupported(f"Paddle has no batch norm for rank-{spec.rank} inputs (2 to 5)")
+        cls, first, last = _BATCH_NORMS[spec.rank]
+        saved = paddle.get_default_dtype()
+        # Parameters and running statistics: float64 for float64 inputs, else float32 (what
+        # Paddle itself uses for float16/bfloat16 batch norm).
+        paddle.set_default_dtype("float64" if dtype == "float64" else "float32")
+        try:
+            bn = cls(
+                spec.num_features,
+                momentum=1.0 - spec.update_weight,  # Paddle's momentum weighs the OLD value
+                epsilon=spec.eps,  # added to the variance inside the square root
+                weight_attr=None if spec.affine else False,  # False: no scale parameter
+                bias_attr=None if spec.affine else False,  # False: no shift parameter
+                data_format=first if spec.channel_axis == "first" else last,
+                # None: batch stats in train, running in eval. False: batch statistics in
+                # both modes, the closest to "no running statistics"; the buffers still exist
+                # (state() does not report them). Measured: in eval, Paddle 3.3 still updates
+                # them and its backward then uses them, not the batch statistics.
+                use_global_stats=None if spec.running_stats else False,
+            )
+        finally:
+            paddle.set_default_dtype(saved)
+        for values, param in ((spec.scale if spec.affine else None, getattr(bn, "weight", None)),
+                              (spec.shift if spec.affine else None, getattr(bn, "bias", None)),
+                              (spec.running_mean, bn._mean), (spec.running_var, bn._variance)):
+            if values is not None and param is not None:
+                param.set_value(np.asarray(values, dtype=param.numpy().dtype)
+                                .reshape(spec.num_features))
+        return bn
+
+    def _dropout(self, spec: DropoutSpec) -> paddle.nn.Layer:
+        if spec.seed is not None:
+            paddle.seed(spec.seed)  # Paddle's global generator (all devices)
+        # Channel-wise: one draw per (sample, channel), the mask broadcast along the other
+        # axes; this is exactly what Dropout2D/3D do (axis=[0, 1] or [0, rank-1]), for any rank.
+        axis = (None if spec.granularity == "element"
+                else [0, channel_axis_index(spec.rank, spec.channel_axis)])
+        return paddle.nn.Dropout(
+            p=spec.rate,  # no range check here: Paddle checks p on the first forward
+            axis=axis,
+            # "train": inverted dropout (scale kept values by 1/(1-p), eval identity);
+            # "eval": keep values unscaled in training, multiply by (1-p) in eval.
+            mode="upscale_in_train" if spec.scaling == "train" else "downscale_in_infer",
+        )

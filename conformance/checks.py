@@ -1,0 +1,184 @@
+"""Compare what a framework observed with what the spec expects.
+
+Arrays are compared elementwise: ``|observed - expected| <= atol + rtol * |expected|``
+(NaN matches NaN). Dropout in training is random, so its output is checked by properties
+instead of values: every kept value equals ``scale * x`` (scale = 1/(1-p) for inverted
+dropout), every dropped value is exactly 0, channel-wise masks are shared along the spatial
+axes, and the kept fraction k/n lies within a Hoeffding bound
+``|k/n - (1-p)| <= sqrt(ln(2/alpha) / (2n))`` whose false-alarm rate is alpha = 1e-9.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from conformance.adapters.numpy import NumpyAdapter
+from conformance.model import Case, DropoutSpec, Step, Tolerance
+from conformance.program import CaseRun, execute
+from conformance.reference import (
+    DropoutConventions,
+    channel_axis_index,
+    conventions_for,
+    dropout_mask_shape,
+    dropout_train_scale,
+)
+
+FALSE_ALARM_RATE = 1e-9
+
+
+@dataclass
+class QuantityCheck:
+    """One quantity at one step: did it match, and by how much did it miss."""
+
+    step: int
+    quantity: str
+    ok: bool
+    max_abs_error: float = 0.0
+    max_rel_error: float = 0.0
+    worst_index: list[int] | None = None
+    observed: float | None = None
+    expected: float | None = None
+    note: str = ""
+    observable: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items()
+                if v is not None and v != "" and not (k == "observable" and v)}
+
+    def describe(self) -> str:
+        where = f"{self.quantity} at step {self.step}"
+        if self.note:
+            return f"{where}: {self.note}"
+        at = f" at {tuple(self.worst_index)}" if self.worst_index is not None else ""
+        return (f"{where}: max abs error {self.max_abs_error:.3g}, max rel error "
+                f"{self.max_rel_error:.3g}{at} (observed {self.observed!r}, expected {self.expected!r})")
+
+
+def compare_arrays(step: int, quantity: str, observed: np.ndarray, expected: np.ndarray,
+                   tol: Tolerance) -> QuantityCheck:
+    observed = np.asarray(observed, np.float64)
+    expected = np.asarray(expected, np.float64)
+    if observed.shape != expected.shape:
+        return QuantityCheck(step, quantity, False,
+                             note=f"shape {observed.shape}, expected {expected.shape}")
+    both_nan = np.isnan(observed) & np.isnan(expected)
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.where(both_nan, 0.0, np.abs(observed - expected))
+        err = np.where(np.isnan(err), np.inf, err)
+        rel = err / np.maximum(np.abs(expected), np.finfo(np.float64).tiny)
+        bad = err > tol.atol + tol.rtol * np.abs(np.nan_to_num(expected, nan=0.0))
+    if err.size == 0:
+        return QuantityCheck(step, quantity, True)
+    worst = np.unravel_index(int(np.argmax(err)), err.shape)
+    return QuantityCheck(
+        step, quantity, not bool(bad.any()),
+        max_abs_error=float(err.max()), max_rel_error=float(np.where(err == 0, 0.0, rel).max()),
+        worst_index=[int(i) for i in worst] if err.ndim else None,
+        observed=float(observed[worst]), expected=float(expected[worst]),
+    )
+
+
+def kept_fraction_bound(units: int) -> float:
+    """Half-width t with P(|k/n - q| >= t) <= FALSE_ALARM_RATE (Hoeffding's inequality)."""
+    return math.sqrt(math.log(2.0 / FALSE_ALARM_RATE) / (2.0 * units))
+
+
+def check_dropout_train(step: int, quantity: str, x: np.ndarray, observed: np.ndarray,
+                        spec: DropoutSpec, conv: DropoutConventions, tol: Tolerance,
+                        grad: np.ndarray | None = None) -> QuantityCheck:
+    """Property check of one training-mode dropout output (or its input gradient, when
+    ``grad`` is the upstream gradient and ``observed`` the gradient; the mask then comes
+    from the gradient itself)."""
+    x = np.asarray(x, np.float64)
+    base = x if grad is None else np.asarray(grad, np.float64)
+    observed = np.asarray(observed, np.float64)
+    if observed.shape != base.shape:
+        return QuantityCheck(step, quantity, False, note=f"shape {observed.shape}, expected {base.shape}")
+    scale = dropout_train_scale(spec.rate, conv)
+    informative = base != 0
+    kept = (observed != 0) & informative
+    expected = np.where(kept, base * scale, 0.0)
+    values = compare_arrays(step, quantity, observed, expected, tol)
+    if not values.ok:
+        values.note = (f"kept values are not {scale:.6g} * input: max abs error "
+                       f"{values.max_abs_error:.3g} at {tuple(values.worst_index or ())} "
+                       f"(observed {values.observed!r}, expected {values.expected!r})")
+        return values
+    unit_kept, shared = _units(kept, informative, spec)
+    if not shared:
+        values.ok = False
+        values.note = "the mask differs within a channel; expected one draw per sample and channel"
+        return values
+    n, k = unit_kept.size, int(unit_kept.sum())
+    keep_probability = 1.0 - spec.rate
+    if spec.rate in (0.0, 1.0):
+        ok = k == round(n * keep_probability)
+        bound = 0.0
+    else:
+        bound = kept_fraction_bound(n)
+        ok = abs(k / n - keep_probability) <= bound
+    if not ok:
+        values.ok = False
+        values.note = (f"kept {k} of {n} units ({k / n:.4f}); expected {keep_probability:.4f} "
+                       f"+- {bound:.4f} (false-alarm rate {FALSE_ALARM_RATE:g})")
+    return values
+
+
+def _units(kept: np.ndarray, informative: np.ndarray, spec: DropoutSpec) -> tuple[np.ndarray, bool]:
+    """Per mask unit: was it kept; and is every element of each unit kept or dropped alike."""
+    if spec.granularity == "element":
+        return kept[informative], True
+    axis = channel_axis_index(kept.ndim, spec.channel_axis)
+    spatial = tuple(a for a in range(kept.ndim) if a not in (0, axis))
+    any_kept = kept.any(axis=spatial, keepdims=True)
+    shared = bool(np.all(kept == (any_kept & informative)))
+    has_info = informative.any(axis=spatial, keepdims=True)
+    assert any_kept.shape == dropout_mask_shape(spec, kept.shape)
+    return any_kept[has_info], shared
+
+
+def reference_run(case: Case, settings: dict[str, str]) -> CaseRun:
+    """The case run on the float64 reference under ``settings`` conventions."""
+    adapter = NumpyAdapter(settings)
+    return execute(lambda: adapter.build(case.layer, "float64", "cpu"), case)
+
+
+def compare(case: Case, observed: CaseRun, settings: dict[str, str],
+            expected: CaseRun | None = None, use_literal: bool = True) -> list[QuantityCheck]:
+    """Check every observed quantity of every completed step against the reference run
+    under ``settings``, or against the spec's literal values where it gives them and
+    ``use_literal`` (literal values state the spec's own conventions, so a search over other
+    conventions compares with the reference instead)."""
+    expected = expected or reference_run(case, settings)
+    checks = []
+    for index, (step, got) in enumerate(zip(case.steps, observed.steps)):
+        for quantity in step.observe:
+            if quantity not in got:
+                checks.append(QuantityCheck(index, quantity, True, observable=False,
+                                            note="not observable in this framework"))
+                continue
+            checks.append(_check_one(case, index, step, quantity, got[quantity], expected,
+                                     settings, use_literal))
+    return checks
+
+
+def _check_one(case: Case, index: int, step: Step, quantity: str, got: np.ndarray,
+               expected: CaseRun, settings: dict[str, str], use_literal: bool) -> QuantityCheck:
+    exact = Tolerance(0.0, 0.0)
+    tol = exact if quantity == "batch_count" else case.tolerance
+    if use_literal and (index, quantity) in case.literal:
+        return compare_arrays(index, quantity, got, case.literal[(index, quantity)], tol)
+    if isinstance(case.layer, DropoutSpec) and step.mode == "train":
+        conv = conventions_for(case.layer, settings)
+        assert isinstance(conv, DropoutConventions)
+        grad = case.inputs[step.grad_output] if quantity == "grad_input" and step.grad_output else None
+        return check_dropout_train(index, quantity, case.inputs[step.input], got, case.layer,
+                                   conv, tol, grad=grad)
+    if index >= len(expected.steps) or quantity not in expected.steps[index]:
+        return QuantityCheck(index, quantity, False, note=f"the reference has no {quantity} here "
+                             f"({expected.message or 'not defined for this layer'})")
+    return compare_arrays(index, quantity, got, expected.steps[index][quantity], tol)

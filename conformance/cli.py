@@ -1,0 +1,206 @@
+"""``conformance`` command line: run, validate, list, frameworks.
+
+Exit codes: 0 nothing unexpected; 1 an unexpected divergence, error or stale expectation;
+2 bad usage or a bad spec.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+from conformance import __version__
+from conformance.adapters import REAL_FRAMEWORKS, AdapterRef, UnknownFramework, from_target, registry, resolve
+from conformance.model import Case
+from conformance.spec import SpecErrors, load_paths
+
+DEVICES = ("cpu", "gpu")
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too; add "did you mean"
+        words = message.split("'")
+        if "invalid choice" in message and len(words) > 1:
+            choices = [c.strip(" '()") for c in message.split("choose from")[-1].split(",")]
+            close = difflib.get_close_matches(words[1], choices, n=1)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+        super().error(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="conformance", description="Cross-framework conformance kit for "
+                     "BatchNorm and Dropout train/eval semantics.")
+    parser.add_argument("--version", action="version", version=f"conformance {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run specs on frameworks and write results")
+    run.add_argument("paths", nargs="*", default=["specs"], help="spec files or folders (default: specs)")
+    run.add_argument("--framework", "-f", default="", help="comma-separated, e.g. torch,paddle,tf "
+                     "(default: every installed framework)")
+    run.add_argument("--adapter", action="append", default=[], metavar="MODULE:CLASS",
+                     help="a third-party adapter class (repeatable)")
+    run.add_argument("--device", "-d", default="cpu", help="comma-separated: cpu, gpu (default: cpu)")
+    run.add_argument("--out", "-o", default="results", help="folder for results files (default: results)")
+    run.add_argument("--expectations", default=None, help="folder of the expected-divergence registry "
+                     "(default: ./expectations when it exists)")
+    run.add_argument("--quiet", "-q", action="store_true", help="no per-case progress")
+
+    validate = sub.add_parser("validate", help="check spec files; exit 2 on the first bad one")
+    validate.add_argument("paths", nargs="*", default=["specs"])
+
+    lister = sub.add_parser("list", help="list the cases of the specs")
+    lister.add_argument("paths", nargs="*", default=["specs"])
+    lister.add_argument("--format", choices=("text", "json"), default="text")
+
+    frameworks = sub.add_parser("frameworks", help="installed frameworks, versions and devices")
+    frameworks.add_argument("--format", choices=("text", "json"), default="text")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(COMMANDS[args.command](args))
+    except UsageError as exc:
+        print(f"conformance {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SpecErrors as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        print(f"{len(exc.errors)} problem(s) in the specs; nothing was run.", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def load_cases(paths: Sequence[str]) -> list[Case]:
+    cases, errors = load_paths(paths)
+    if errors:
+        raise SpecErrors(errors)
+    if not cases:
+        raise UsageError(f"no spec cases found under {', '.join(paths)}; expected .yaml spec files")
+    return cases
+
+
+def parse_devices(text: str) -> list[str]:
+    devices = [d.strip() for d in text.split(",") if d.strip()]
+    for device in devices:
+        if device not in DEVICES:
+            close = difflib.get_close_matches(device, DEVICES, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UsageError(f"unknown device {device!r}{hint} Expected one of: {', '.join(DEVICES)}")
+    return devices or ["cpu"]
+
+
+def select_frameworks(names: str, adapters: Sequence[str]) -> list[AdapterRef]:
+    try:
+        refs = resolve(names) if names else []
+        refs += [from_target(t) for t in adapters]
+    except UnknownFramework as exc:
+        raise UsageError(str(exc)) from None
+    if not refs:
+        refs = [r for r in resolve(list(REAL_FRAMEWORKS)) if r.installed()]
+    if not refs:
+        raise UsageError("no framework is installed. Install one, e.g. "
+                         + "; ".join(r.install_hint for r in resolve(list(REAL_FRAMEWORKS))))
+    return refs
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from conformance.runner import print_summary, run
+
+    refs = select_frameworks(args.framework, args.adapter)
+    devices = parse_devices(args.device)
+    cases = load_cases(args.paths)
+    for ref in refs:
+        if not ref.installed():
+            print(f"note: {ref.name} is not installed; its cases are skipped. To install it: "
+                  f"{ref.install_hint}", file=sys.stderr)
+    registry_dir = args.expectations or ("expectations" if Path("expectations").is_dir() else None)
+    progress = None if args.quiet or not sys.stderr.isatty() else _progress(len(cases) * len(devices))
+    outcome = run(cases, refs, devices, args.out, registry_dir, progress)
+    print_summary(outcome)
+    print(f"\nresults written to {args.out}/")
+    return EXIT_FINDINGS if outcome.exit_code else EXIT_OK
+
+
+def _progress(total: int) -> Any:
+    done: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def report(framework: str, device: str, entry: dict[str, Any]) -> None:
+        with lock:
+            key = f"{framework}-{device}"
+            done[key] = done.get(key, 0) + 1
+            line = "  ".join(f"{k} {n}/{total}" for k, n in sorted(done.items()))
+            sys.stderr.write(f"\r{line}\033[K")
+            sys.stderr.flush()
+
+    return report
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    cases = load_cases(args.paths)
+    files = sorted({c.file for c in cases})
+    print(f"{len(cases)} cases in {len(files)} files: all valid")
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    cases = load_cases(args.paths)
+    if args.format == "json":
+        print(json.dumps([c.summary() for c in cases], indent=1))
+        return EXIT_OK
+    width = max(len(c.id) for c in cases)
+    for case in cases:
+        print(f"{case.id.ljust(width)}  {','.join(case.areas) or '-'}  {case.description}")
+    return EXIT_OK
+
+
+def cmd_frameworks(args: argparse.Namespace) -> int:
+    from conformance.worker import WorkerFailed, WorkerProcess
+
+    rows: dict[str, dict[str, Any]] = {}
+
+    def probe(ref: AdapterRef) -> None:
+        if not ref.installed():
+            rows[ref.name] = {"installed": False, "install": ref.install_hint}
+            return
+        worker = WorkerProcess(ref)
+        try:
+            info = worker.start()
+            rows[ref.name] = {"installed": True, "version": info["version"], "devices": info["devices"]}
+        except (WorkerFailed, TimeoutError, ChildProcessError) as exc:
+            rows[ref.name] = {"installed": True, "error": str(exc)}
+        finally:
+            worker.close()
+
+    threads = [threading.Thread(target=probe, args=(r,)) for r in registry().values()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ordered = {name: rows[name] for name in sorted(rows)}
+    if args.format == "json":
+        print(json.dumps(ordered, indent=1))
+        return EXIT_OK
+    for name, row in ordered.items():
+        if not row["installed"]:
+            print(f"{name:8} not installed   install: {row['install']}")
+        elif "error" in row:
+            print(f"{name:8} installed, fails to load: {row['error']}")
+        else:
+            print(f"{name:8} {row['version']:16} devices: {', '.join(row['devices'])}")
+    return EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "list": cmd_list, "frameworks": cmd_frameworks}

@@ -1,0 +1,113 @@
+"""The registry of known divergences: ``expectations/<framework>.yaml``.
+
+Each entry names cases (an id or a glob), an optional framework version range (PEP 440,
+e.g. ``">=2.15,<3"``) and devices, the verdict it expects (``divergence`` or ``error``), a
+reason and a link. A result the registry expects does not fail a run; an entry whose case
+now conforms is *stale* and does fail it, so the registry follows upstream fixes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from conformance import yamlines
+from conformance.spec import SpecError, SpecErrors
+
+ENTRY_KEYS = {"case", "versions", "devices", "verdict", "reason", "link"}
+
+
+@dataclass(frozen=True)
+class Expected:
+    case: str
+    verdict: str
+    reason: str
+    link: str
+    versions: str = ""
+    devices: tuple[str, ...] = ("cpu", "gpu")
+    file: str = ""
+    line: int = 0
+
+    def matches(self, case_id: str, version: str, device: str) -> bool:
+        if device not in self.devices or not fnmatch.fnmatchcase(case_id, self.case):
+            return False
+        if not self.versions:
+            return True
+        try:
+            return Version(version.split("+")[0]) in SpecifierSet(self.versions)
+        except InvalidVersion:
+            return False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason, "link": self.link, "versions": self.versions,
+                "registry": f"{self.file}:{self.line}"}
+
+
+def load(directory: str | Path | None, framework: str) -> list[Expected]:
+    """Entries of ``<directory>/<framework>.yaml``; none when the file does not exist."""
+    if directory is None:
+        return []
+    path = Path(directory) / f"{framework}.yaml"
+    if not path.is_file():
+        return []
+    file = str(path)
+    try:
+        doc = yamlines.load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise SpecErrors([SpecError(file, mark.line + 1 if mark else 0,
+                                    f"YAML syntax error: {exc}; expected valid YAML")]) from None
+    entries = doc.get("expected", []) if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        raise SpecErrors([SpecError(file, 1, "expected a mapping with a list under 'expected:'")])
+    found, errors = [], []
+    for i, item in enumerate(entries):
+        line = yamlines.line_of(entries, [i])
+        problem = _problem(item)
+        if problem:
+            errors.append(SpecError(file, line, f"expected[{i}]: {problem}"))
+            continue
+        found.append(Expected(case=item["case"], verdict=item["verdict"], reason=item["reason"],
+                              link=item["link"], versions=str(item.get("versions", "")),
+                              devices=tuple(item.get("devices", ("cpu", "gpu"))), file=file, line=line))
+    if errors:
+        raise SpecErrors(errors)
+    return found
+
+
+def _problem(item: Any) -> str:
+    if not isinstance(item, dict):
+        return "expected a mapping with case, verdict, reason and link"
+    unknown = set(item) - ENTRY_KEYS
+    if unknown:
+        return f"unknown keys {sorted(unknown)}; expected some of {sorted(ENTRY_KEYS)}"
+    missing = {"case", "verdict", "reason", "link"} - set(item)
+    if missing:
+        return f"missing {sorted(missing)}; every entry needs a case, verdict, reason and link"
+    if item["verdict"] not in ("divergence", "error"):
+        return f"verdict {item['verdict']!r}; expected 'divergence' or 'error'"
+    try:
+        SpecifierSet(str(item.get("versions", "")))
+    except InvalidSpecifier:
+        return f"versions {item.get('versions')!r}; expected a PEP 440 range such as '>=2.1,<3'"
+    return ""
+
+
+def apply(result: dict[str, Any], entries: list[Expected], version: str, device: str) -> None:
+    """Mark ``result`` as expected, stale or unexpected, in place."""
+    match = next((e for e in entries if e.matches(result["id"], version, device)), None)
+    verdict = result["verdict"]
+    if match is not None and verdict in ("conforms", "convention", "expected-error"):
+        result["stale"] = True
+        result["expected"] = match.as_dict()
+        result["message"] = (f"registry entry {match.file}:{match.line} expects {match.verdict}, "
+                             f"but the case now gives {verdict}: remove or update the entry")
+    elif match is not None and verdict in ("divergence", "error"):
+        result["expected"] = match.as_dict()
+    result["unexpected"] = bool(result.get("stale")) or (verdict in ("divergence", "error") and match is None)

@@ -1,0 +1,71 @@
+"""Results files: ``<out>/<framework>-<device>.json``, one per run, plus a JSON-lines log
+written as each case finishes, so that a run killed midway keeps every finished case.
+
+Schema ``conformance.results/1``::
+
+    {schema, framework, framework_version, device, environment, started, finished,
+     documented: {fact: {value, link, fix}}, cases: [{id, verdict, message, checks, ...}]}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from conformance import RESULTS_SCHEMA, __version__
+
+
+def clean(value: Any) -> Any:
+    """JSON has no NaN or infinity: write them as strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    return value
+
+
+def new_results(info: dict[str, Any], device: str, environment: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "schema": RESULTS_SCHEMA,
+        "kit_version": __version__,
+        "framework": info["name"],
+        "framework_version": info["version"],
+        "device": device,
+        "environment": environment,
+        "documented": info.get("documented", {}),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cases": [],
+    }
+
+
+def results_path(out_dir: str | Path, framework: str, device: str, suffix: str = ".json") -> Path:
+    return Path(out_dir) / f"{framework}-{device}{suffix}"
+
+
+def append_log(out_dir: str | Path, framework: str, device: str, entry: dict[str, Any]) -> None:
+    path = results_path(out_dir, framework, device, ".jsonl")
+    with path.open("a", encoding="utf-8") as log:
+        log.write(json.dumps(clean(entry), sort_keys=True) + "\n")
+
+
+def write(out_dir: str | Path, results: dict[str, Any]) -> Path:
+    """Write atomically (temp file then rename), so a reader never sees half a file."""
+    results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    path = results_path(out_dir, results["framework"], results["device"])
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(clean(results), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("conformance.results/"):
+        raise ValueError(f"{path}: not a conformance results file (no 'schema' key)")
+    return data

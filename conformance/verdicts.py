@@ -1,0 +1,105 @@
+"""One verdict per case, framework and device, and the convention that explains it.
+
+``conforms``: every observed quantity matches the spec within tolerance.
+``convention``: it differs, and the reference re-run under conventions that the framework
+documents reproduces the observation (the verdict names them and their fixes).
+``divergence``: it differs and no documented convention explains it; where some
+alternative convention reproduces it anyway, the verdict says which (``explained_by``).
+``error``: the framework raised where the spec expects values. ``expected-error``: it
+raised where the spec expects it to. ``unsupported``: the framework has no such feature.
+``skipped``: the device or framework is missing.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Iterator
+
+from conformance.checks import QuantityCheck, compare, reference_run
+from conformance.model import BatchNormSpec, Case
+from conformance.program import CaseRun
+from conformance.reference import CONVENTION_VALUES, conventions_for, flatten_conventions
+
+VERDICTS = ("conforms", "convention", "divergence", "error", "expected-error", "unsupported", "skipped")
+FAILING = ("divergence", "error")
+
+
+def judge(case: Case, run: CaseRun, documented: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """The result entry of one case: verdict, checks, errors and explanation."""
+    result: dict[str, Any] = {"id": case.id, "file": case.file, "line": case.line,
+                              "areas": list(case.areas), "duration_s": round(run.duration_s, 6)}
+    if run.status in ("skipped", "unsupported"):
+        return {**result, "verdict": run.status, "message": run.message}
+    if run.status == "error":
+        result["error"] = {"kind": run.error_kind, "step": run.error_step, "message": run.message}
+    if case.expect_error:
+        if run.status == "error":
+            return {**result, "verdict": "expected-error", "message": run.message}
+        return {**result, "verdict": "divergence",
+                "message": "expected the framework to refuse this program; it returned values"}
+    checks = compare(case, run, case.reference)
+    result["checks"] = [c.as_dict() for c in checks]
+    failed = [c for c in checks if not c.ok]
+    hidden = sorted({c.quantity for c in checks if not c.observable})
+    if hidden:
+        result["unobservable"] = hidden
+        if all(not c.observable for c in checks):
+            return {**result, "verdict": "unsupported",
+                    "message": f"the framework does not expose {', '.join(hidden)}"}
+    if run.status == "error":
+        prefix = f"{len(failed)} quantities already differed before; " if failed else ""
+        return {**result, "verdict": "error", "message": prefix + run.message}
+    if not failed:
+        return {**result, "verdict": "conforms", "message": ""}
+    result.update(_divergence_summary(failed))
+    explanation = explain(case, run)
+    if explanation is None:
+        return {**result, "verdict": "divergence",
+                "message": f"{failed[0].describe()}; no known convention explains it"}
+    result["explained_by"] = explanation
+    undocumented = {k: v for k, v in explanation.items()
+                    if documented.get(k, {}).get("value") != v}
+    names = ", ".join(f"{k}={v}" for k, v in explanation.items())
+    if undocumented:
+        return {**result, "verdict": "divergence",
+                "message": f"{failed[0].describe()}; the observation matches {names}, which the "
+                           "framework does not document"}
+    result["conventions"] = [{"fact": k, **documented[k]} for k in explanation]
+    return {**result, "verdict": "convention",
+            "message": f"matches the documented convention {names}"}
+
+
+def _divergence_summary(failed: list[QuantityCheck]) -> dict[str, Any]:
+    worst = max(failed, key=lambda c: (c.max_abs_error, -c.step))
+    return {"first_divergent_step": min(c.step for c in failed),
+            "divergent_quantities": sorted({c.quantity for c in failed}),
+            "worst": worst.as_dict()}
+
+
+def alternatives(case: Case) -> Iterator[dict[str, str]]:
+    """Every other combination of conventions for the case's layer, fewest changes first."""
+    prefix = "bn." if isinstance(case.layer, BatchNormSpec) else "dropout."
+    keys = [k for k in CONVENTION_VALUES if k.startswith(prefix)]
+    canonical = flatten_conventions(conventions_for(case.layer, {}))
+    current = {k: case.reference.get(k, canonical[k]) for k in keys}
+    combos = []
+    for values in itertools.product(*(CONVENTION_VALUES[k] for k in keys)):
+        chosen = dict(zip(keys, values))
+        changed = {k: v for k, v in chosen.items() if v != current[k]}
+        if changed:
+            combos.append(changed)
+    combos.sort(key=len)
+    yield from combos
+
+
+def explain(case: Case, run: CaseRun) -> dict[str, str] | None:
+    """The smallest set of changed conventions under which the reference reproduces every
+    observation of ``run``, or None. Works from observations alone."""
+    for changed in alternatives(case):
+        settings = {**case.reference, **changed}
+        expected = reference_run(case, settings)
+        if expected.status != "ok":  # e.g. gradients not derived under this convention
+            continue
+        if all(c.ok for c in compare(case, run, settings, expected, use_literal=False)):
+            return changed
+    return None

@@ -1,0 +1,158 @@
+"""One framework per process.
+
+The parent keeps one ``WorkerProcess`` per framework alive for the whole run and sends it
+cases over a pipe; the child (``serve``) is the only place an adapter, and so a framework,
+is ever imported. A worker that raises, aborts, segfaults or hangs past its timeout becomes
+an ``error`` result for the case it was running, and is restarted for the next case.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from multiprocessing.connection import Connection
+from typing import Any
+
+from conformance.adapters import AdapterRef, load_class
+from conformance.model import Case
+from conformance.program import CaseRun, execute
+
+START_TIMEOUT_S = 300.0
+CASE_TIMEOUT_S = 120.0
+
+
+class WorkerFailed(Exception):
+    """The framework could not be started in its worker (not installed, import crash)."""
+
+
+def serve(conn: Connection, target: str) -> None:
+    """Child process: load the adapter, answer requests until told to stop."""
+    try:
+        adapter = load_class(target)()
+        conn.send(("ready", adapter.describe()))
+    except BaseException as exc:  # an import error of the framework is an answer, not a crash
+        conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
+        return
+    while True:
+        try:
+            request = conn.recv()
+        except EOFError:
+            return
+        op = request[0]
+        try:
+            if op == "stop":
+                return
+            if op == "environment":
+                conn.send(("ok", adapter.environment(request[1])))
+            elif op == "run":
+                case, device = request[1], request[2]
+                run = execute(lambda: adapter.build(case.layer, case.dtype, device), case)
+                conn.send(("ok", run))
+            else:
+                conn.send(("error", f"unknown request {op!r}"))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class WorkerProcess:
+    """Parent side of one framework's worker."""
+
+    def __init__(self, ref: AdapterRef, case_timeout_s: float = CASE_TIMEOUT_S) -> None:
+        self.ref = ref
+        self.case_timeout_s = case_timeout_s
+        self.info: dict[str, Any] = {}
+        self._process: Any = None
+        self._conn: Connection | None = None
+        self.restarts = 0
+
+    def start(self) -> dict[str, Any]:
+        """Start the process and wait until the adapter is loaded; returns its description."""
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self._process = ctx.Process(target=serve, args=(child, self.ref.target),
+                                    name=f"conformance-{self.ref.name}", daemon=True)
+        self._process.start()
+        child.close()
+        self._conn = parent
+        kind, payload = self._receive(START_TIMEOUT_S, "starting")
+        if kind != "ready":
+            self.close()
+            raise WorkerFailed(f"{self.ref.name}: cannot load the adapter ({payload}). "
+                               f"To install it: {self.ref.install_hint}")
+        self.info = payload
+        return payload
+
+    def _receive(self, timeout: float, doing: str) -> tuple[str, Any]:
+        assert self._conn is not None
+        if not self._conn.poll(timeout):
+            self.kill()
+            raise TimeoutError(f"{self.ref.name} worker did not answer within {timeout:g} s while {doing}")
+        try:
+            return self._conn.recv()  # type: ignore[no-any-return]
+        except (EOFError, OSError):
+            code = self._exit_code()
+            raise ChildProcessError(_describe_exit(code)) from None
+
+    def request(self, message: tuple[Any, ...], timeout: float, doing: str) -> Any:
+        if self._process is None or not self._process.is_alive():
+            self.restarts += 1
+            self.start()
+        assert self._conn is not None
+        self._conn.send(message)
+        kind, payload = self._receive(timeout, doing)
+        if kind != "ok":
+            raise RuntimeError(payload)
+        return payload
+
+    def environment(self, device: str) -> dict[str, Any]:
+        return dict(self.request(("environment", device), START_TIMEOUT_S, "describing its environment"))
+
+    def run_case(self, case: Case, device: str) -> CaseRun:
+        """Run one case; a crash or hang becomes an ``error`` run and the worker restarts."""
+        try:
+            run = self.request(("run", case, device), self.case_timeout_s, f"running {case.id}")
+            assert isinstance(run, CaseRun)
+            return run
+        except TimeoutError as exc:
+            return CaseRun(status="error", error_kind="timeout", message=str(exc))
+        except ChildProcessError as exc:
+            return CaseRun(status="error", error_kind="signal" if "signal" in str(exc) else "exit",
+                           message=f"{self.ref.name} worker died while running {case.id}: {exc}")
+        except RuntimeError as exc:
+            return CaseRun(status="error", error_kind="exception", message=str(exc))
+
+    def _exit_code(self) -> int | None:
+        if self._process is None:
+            return None
+        self._process.join(5)
+        return self._process.exitcode  # type: ignore[no-any-return]
+
+    def kill(self) -> None:
+        if self._process is not None and self._process.is_alive():
+            self._process.kill()
+            self._process.join(5)
+
+    def close(self) -> None:
+        if self._conn is not None and self._process is not None and self._process.is_alive():
+            try:
+                self._conn.send(("stop",))
+                self._process.join(10)
+            except (OSError, BrokenPipeError):
+                pass
+        self.kill()
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+        self._process = None
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "the worker vanished"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "unknown"
+        return f"killed by signal {-code} ({name})"
+    return f"exited with status {code}"
