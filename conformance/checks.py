@@ -66,17 +66,18 @@ def compare_arrays(step: int, quantity: str, observed: np.ndarray, expected: np.
         return QuantityCheck(step, quantity, False,
                              note=f"shape {observed.shape}, expected {expected.shape}")
     both_nan = np.isnan(observed) & np.isnan(expected)
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         err = np.where(both_nan, 0.0, np.abs(observed - expected))
         err = np.where(np.isnan(err), np.inf, err)
-        rel = err / np.maximum(np.abs(expected), np.finfo(np.float64).tiny)
+        # relative error where it is defined: elements whose expected value is not zero
+        rel = np.where(expected != 0, err / np.abs(expected), 0.0)
         bad = err > tol.atol + tol.rtol * np.abs(np.nan_to_num(expected, nan=0.0))
     if err.size == 0:
         return QuantityCheck(step, quantity, True)
     worst = np.unravel_index(int(np.argmax(err)), err.shape)
     return QuantityCheck(
         step, quantity, not bool(bad.any()),
-        max_abs_error=float(err.max()), max_rel_error=float(np.where(err == 0, 0.0, rel).max()),
+        max_abs_error=float(err.max()), max_rel_error=float(np.nan_to_num(rel, nan=np.inf).max()),
         worst_index=[int(i) for i in worst] if err.ndim else None,
         observed=float(observed[worst]), expected=float(expected[worst]),
     )

@@ -96,8 +96,8 @@ def parse_devices(text: str) -> list[str]:
     for device in devices:
         if device not in DEVICES:
             close = difflib.get_close_matches(device, DEVICES, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UsageError(f"unknown device {device!r}{hint} Expected one of: {', '.join(DEVICES)}")
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(f"unknown device {device!r}{hint}. Expected one of: {', '.join(DEVICES)}")
     return devices or ["cpu"]
 
 

@@ -1,5 +1,6 @@
-"""Run cases on frameworks: one worker process per framework, all frameworks side by side
-(one thread each waiting on its worker), each case judged in the parent as it finishes."""
+"""Run cases on frameworks: one long-lived worker process per framework, all frameworks side
+by side (one thread each waiting on its worker), each case judged in the parent as it
+finishes and logged at once, so an interrupted run keeps every finished case."""
 
 from __future__ import annotations
 
@@ -16,6 +17,88 @@ from conformance.verdicts import judge
 from conformance.worker import WorkerFailed, WorkerProcess
 
 Progress = Callable[[str, str, dict[str, Any]], None]
+
+
+def _entry(case: Case, verdict: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"id": case.id, "file": case.file, "line": case.line, "areas": list(case.areas),
+            "verdict": verdict, "message": message, **extra}
+
+
+class FrameworkSession:
+    """One framework for the length of a run: its worker (started on first use), its
+    registry of expected divergences, and one results document per device."""
+
+    def __init__(self, ref: AdapterRef, registry_dir: Path | None, out_dir: Path | None = None) -> None:
+        self.ref = ref
+        self.registry_dir = registry_dir
+        self.out_dir = out_dir
+        self.worker: WorkerProcess | None = None
+        self.info: dict[str, Any] = {"name": ref.name, "version": "unknown", "devices": [],
+                                     "documented": {}}
+        self.startup_problem = ""
+        self.skip_reason = ""
+        self.entries: list[expectations.Expected] = []
+        self.documents: dict[str, dict[str, Any]] = {}
+        self._started = False
+
+    def _start(self) -> None:
+        self._started = True
+        if not self.ref.installed():
+            self.skip_reason = f"{self.ref.name} is not installed; to install it: {self.ref.install_hint}"
+            return
+        self.entries = expectations.load(self.registry_dir, self.ref.name)
+        self.worker = WorkerProcess(self.ref)
+        try:
+            self.info = self.worker.start()
+        except (WorkerFailed, TimeoutError, ChildProcessError) as exc:
+            self.startup_problem = str(exc)
+
+    def document(self, device: str) -> dict[str, Any]:
+        """The results document for ``device``, created on first use."""
+        if not self._started:
+            self._start()
+        if device not in self.documents:
+            environment: dict[str, Any] = {}
+            if self.worker is not None and not self.startup_problem and device in self.info["devices"]:
+                environment = self.worker.environment(device)
+            self.documents[device] = results.new_results(self.info, device, environment)
+            if self.out_dir is not None:
+                results.results_path(self.out_dir, self.ref.name, device, ".jsonl").unlink(missing_ok=True)
+        return self.documents[device]
+
+    def run_case(self, case: Case, device: str) -> dict[str, Any]:
+        """Run and judge one case; the entry is recorded in the device's document."""
+        doc = self.document(device)
+        entry = self._judge(case, device)
+        expectations.apply(entry, self.entries, self.info["version"], device)
+        doc["cases"].append(entry)
+        if self.out_dir is not None:
+            results.append_log(self.out_dir, self.ref.name, device, entry)
+        return entry
+
+    def _judge(self, case: Case, device: str) -> dict[str, Any]:
+        if self.skip_reason:
+            return _entry(case, "skipped", self.skip_reason)
+        if self.startup_problem:
+            return _entry(case, "error", self.startup_problem,
+                          error={"kind": "startup", "message": self.startup_problem})
+        if device not in self.info["devices"]:
+            return _entry(case, "skipped", f"{self.ref.name} sees no {device} here (visible: "
+                          f"{', '.join(self.info['devices'])}); run on a machine with a {device} "
+                          f"and a {device}-enabled build of {self.ref.name}")
+        if device not in case.devices:
+            return _entry(case, "skipped", f"the spec limits this case to {', '.join(case.devices)}")
+        assert self.worker is not None
+        return judge(case, self.worker.run_case(case, device), self.info["documented"])
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Stop the worker and write the final results files."""
+        if self.worker is not None:
+            self.worker.close()
+        if self.out_dir is not None:
+            for doc in self.documents.values():
+                results.write(self.out_dir, doc)
+        return list(self.documents.values())
 
 
 @dataclass
@@ -35,70 +118,20 @@ class RunOutcome:
         return 1 if self.unexpected or self.problems else 0
 
 
-def skipped_document(ref: AdapterRef, device: str, reason: str, cases: list[Case]) -> dict[str, Any]:
-    info = {"name": ref.name, "version": "not installed", "documented": {}}
-    doc = results.new_results(info, device, {})
-    doc["cases"] = [{"id": c.id, "file": c.file, "line": c.line, "areas": list(c.areas),
-                     "verdict": "skipped", "message": reason, "unexpected": False} for c in cases]
-    return doc
-
-
 def run_framework(ref: AdapterRef, cases: list[Case], devices: list[str], out_dir: Path | None,
                   registry_dir: Path | None, progress: Progress | None = None) -> list[dict[str, Any]]:
     """All cases on all devices for one framework, in one long-lived worker."""
-    if not ref.installed():
-        reason = f"{ref.name} is not installed; to install it: {ref.install_hint}"
-        return [skipped_document(ref, d, reason, cases) for d in devices]
-    worker = WorkerProcess(ref)
-    try:
-        info = worker.start()
-    except (WorkerFailed, TimeoutError, ChildProcessError) as exc:
-        return [_error_document(ref, d, str(exc), cases) for d in devices]
-    entries = expectations.load(registry_dir, ref.name)
-    documents = []
+    session = FrameworkSession(ref, registry_dir, out_dir)
     try:
         for device in devices:
-            documents.append(_run_device(worker, info, cases, device, out_dir, entries, progress))
+            session.document(device)
+            for case in cases:
+                entry = session.run_case(case, device)
+                if progress is not None:
+                    progress(ref.name, device, entry)
     finally:
-        worker.close()
+        documents = session.finish()
     return documents
-
-
-def _error_document(ref: AdapterRef, device: str, reason: str, cases: list[Case]) -> dict[str, Any]:
-    doc = skipped_document(ref, device, reason, cases)
-    for entry in doc["cases"]:
-        entry.update(verdict="error", unexpected=True, error={"kind": "startup", "message": reason})
-    return doc
-
-
-def _run_device(worker: WorkerProcess, info: dict[str, Any], cases: list[Case], device: str,
-                out_dir: Path | None, entries: list[expectations.Expected],
-                progress: Progress | None) -> dict[str, Any]:
-    if device not in info["devices"]:
-        reason = (f"{info['name']} sees no {device} here (visible: {', '.join(info['devices'])}); "
-                  f"run on a machine with a {device} and a {device}-enabled build of {info['name']}")
-        ref_like = AdapterRef(info["name"], "", "", "")
-        doc = skipped_document(ref_like, device, reason, cases)
-        doc["framework_version"] = info["version"]
-        return doc
-    doc = results.new_results(info, device, worker.environment(device))
-    if out_dir is not None:
-        results.results_path(out_dir, info["name"], device, ".jsonl").unlink(missing_ok=True)
-    for case in cases:
-        if device not in case.devices:
-            entry = {"id": case.id, "file": case.file, "line": case.line, "areas": list(case.areas),
-                     "verdict": "skipped", "message": f"the spec limits this case to {list(case.devices)}"}
-        else:
-            entry = judge(case, worker.run_case(case, device), info["documented"])
-        expectations.apply(entry, entries, info["version"], device)
-        doc["cases"].append(entry)
-        if out_dir is not None:
-            results.append_log(out_dir, info["name"], device, entry)
-        if progress is not None:
-            progress(info["name"], device, entry)
-    if out_dir is not None:
-        results.write(out_dir, doc)
-    return doc
 
 
 def run(cases: list[Case], refs: list[AdapterRef], devices: list[str], out_dir: str | Path | None,
@@ -135,26 +168,24 @@ def print_summary(outcome: RunOutcome, stream: TextIO = sys.stdout) -> None:
     """Case x framework-device table of verdicts, then every unexpected result explained."""
     columns = [f"{d['framework']}-{d['device']}" for d in outcome.documents]
     verdicts: dict[str, dict[str, str]] = {}
+    counts: dict[str, int] = {}
     for column, doc in zip(columns, outcome.documents):
         for case in doc["cases"]:
             mark = case["verdict"] + ("*" if case.get("expected") and not case.get("stale") else "")
             mark += " STALE" if case.get("stale") else ""
             verdicts.setdefault(case["id"], {})[column] = mark
+            counts[case["verdict"]] = counts.get(case["verdict"], 0) + 1
     width = max([len(k) for k in verdicts] + [4])
     colw = max([len(c) for c in columns] + [16])
     stream.write("case".ljust(width) + "  " + "  ".join(c.ljust(colw) for c in columns) + "\n")
     for case_id, row in verdicts.items():
         stream.write(case_id.ljust(width) + "  "
                      + "  ".join(row.get(c, "-").ljust(colw) for c in columns) + "\n")
-    counts: dict[str, int] = {}
-    for doc in outcome.documents:
-        for case in doc["cases"]:
-            counts[case["verdict"]] = counts.get(case["verdict"], 0) + 1
     stream.write("\n" + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())) + "\n")
     if any(c.get("expected") for d in outcome.documents for c in d["cases"]):
         stream.write("(* expected: listed in the expectations registry)\n")
     for column, case in outcome.unexpected:
-        stream.write(f"\nUNEXPECTED {case['verdict']} {case['id']} [{column}] ({case['file']}:"
-                     f"{case['line']}):\n  {case.get('message', '')}\n")
+        stream.write(f"\nUNEXPECTED {case['verdict']}{' (stale)' if case.get('stale') else ''} "
+                     f"{case['id']} [{column}] ({case['file']}:{case['line']}):\n  {case.get('message', '')}\n")
     for problem in outcome.problems:
         stream.write(f"\nPROBLEM {problem}\n")

@@ -80,8 +80,8 @@ def resolve(names: str | list[str]) -> list[AdapterRef]:
     for name in names:
         if name not in known:
             close = difflib.get_close_matches(name, list(known), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UnknownFramework(f"unknown framework {name!r}{hint} Expected one of: "
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UnknownFramework(f"unknown framework {name!r}{hint}. Expected one of: "
                                    f"{', '.join(sorted(known))}")
         refs.append(known[name])
     return refs
