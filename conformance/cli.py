@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", "-o", default="results", help="folder for results files (default: results)")
     run.add_argument("--expectations", default=None, help="folder of the expected-divergence registry "
                      "(default: ./expectations when it exists)")
+    run.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+                     help="per-case time limit; a case past it is an error and its worker restarts")
     run.add_argument("--quiet", "-q", action="store_true", help="no per-case progress")
 
     validate = sub.add_parser("validate", help="check spec files; exit 2 on the first bad one")
@@ -127,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"{ref.install_hint}", file=sys.stderr)
     registry_dir = args.expectations or ("expectations" if Path("expectations").is_dir() else None)
     progress = None if args.quiet or not sys.stderr.isatty() else _progress(len(cases) * len(devices))
-    outcome = run(cases, refs, devices, args.out, registry_dir, progress)
+    outcome = run(cases, refs, devices, args.out, registry_dir, progress, args.timeout)
     print_summary(outcome)
     print(f"\nresults written to {args.out}/")
     return EXIT_FINDINGS if outcome.exit_code else EXIT_OK

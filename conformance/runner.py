@@ -14,7 +14,7 @@ from conformance import expectations, results
 from conformance.adapters import AdapterRef
 from conformance.model import Case
 from conformance.verdicts import judge
-from conformance.worker import WorkerFailed, WorkerProcess
+from conformance.worker import CASE_TIMEOUT_S, WorkerFailed, WorkerProcess
 
 Progress = Callable[[str, str, dict[str, Any]], None]
 
@@ -28,8 +28,10 @@ class FrameworkSession:
     """One framework for the length of a run: its worker (started on first use), its
     registry of expected divergences, and one results document per device."""
 
-    def __init__(self, ref: AdapterRef, registry_dir: Path | None, out_dir: Path | None = None) -> None:
+    def __init__(self, ref: AdapterRef, registry_dir: Path | None, out_dir: Path | None = None,
+                 case_timeout_s: float = CASE_TIMEOUT_S) -> None:
         self.ref = ref
+        self.case_timeout_s = case_timeout_s
         self.registry_dir = registry_dir
         self.out_dir = out_dir
         self.worker: WorkerProcess | None = None
@@ -47,7 +49,7 @@ class FrameworkSession:
             self.skip_reason = f"{self.ref.name} is not installed; to install it: {self.ref.install_hint}"
             return
         self.entries = expectations.load(self.registry_dir, self.ref.name)
-        self.worker = WorkerProcess(self.ref)
+        self.worker = WorkerProcess(self.ref, self.case_timeout_s)
         try:
             self.info = self.worker.start()
         except (WorkerFailed, TimeoutError, ChildProcessError) as exc:
@@ -119,9 +121,10 @@ class RunOutcome:
 
 
 def run_framework(ref: AdapterRef, cases: list[Case], devices: list[str], out_dir: Path | None,
-                  registry_dir: Path | None, progress: Progress | None = None) -> list[dict[str, Any]]:
+                  registry_dir: Path | None, progress: Progress | None = None,
+                  case_timeout_s: float = CASE_TIMEOUT_S) -> list[dict[str, Any]]:
     """All cases on all devices for one framework, in one long-lived worker."""
-    session = FrameworkSession(ref, registry_dir, out_dir)
+    session = FrameworkSession(ref, registry_dir, out_dir, case_timeout_s)
     try:
         for device in devices:
             session.document(device)
@@ -135,7 +138,8 @@ def run_framework(ref: AdapterRef, cases: list[Case], devices: list[str], out_di
 
 
 def run(cases: list[Case], refs: list[AdapterRef], devices: list[str], out_dir: str | Path | None,
-        registry_dir: str | Path | None = None, progress: Progress | None = None) -> RunOutcome:
+        registry_dir: str | Path | None = None, progress: Progress | None = None,
+        case_timeout_s: float = CASE_TIMEOUT_S) -> RunOutcome:
     """Run every framework in its own worker, side by side; never lose one framework's
     results to another's failure."""
     out = Path(out_dir) if out_dir is not None else None
@@ -147,7 +151,7 @@ def run(cases: list[Case], refs: list[AdapterRef], devices: list[str], out_dir: 
 
     def one(ref: AdapterRef) -> None:
         try:
-            docs = run_framework(ref, cases, devices, out, registry, progress)
+            docs = run_framework(ref, cases, devices, out, registry, progress, case_timeout_s)
         except Exception as exc:  # a bug in one framework's thread must not lose the others
             with lock:
                 outcome.problems.append(f"{ref.name}: {type(exc).__name__}: {exc}")

@@ -52,15 +52,16 @@ def judge(case: Case, run: CaseRun, documented: dict[str, dict[str, str]]) -> di
     if not failed:
         return {**result, "verdict": "conforms", "message": ""}
     result.update(_divergence_summary(failed))
-    explanation = explain(case, run)
-    if explanation is None:
+    matches = explain(case, run, documented)
+    if not matches:
         return {**result, "verdict": "divergence",
                 "message": f"{failed[0].describe()}; no known convention explains it"}
+    explanation = matches[0]
     result["explained_by"] = explanation
-    undocumented = {k: v for k, v in explanation.items()
-                    if documented.get(k, {}).get("value") != v}
+    if len(matches) > 1:
+        result["also_explained_by"] = matches[1:]
     names = ", ".join(f"{k}={v}" for k, v in explanation.items())
-    if undocumented:
+    if not _is_documented(explanation, documented):
         return {**result, "verdict": "divergence",
                 "message": f"{failed[0].describe()}; the observation matches {names}, which the "
                            "framework does not document"}
@@ -92,14 +93,24 @@ def alternatives(case: Case) -> Iterator[dict[str, str]]:
     yield from combos
 
 
-def explain(case: Case, run: CaseRun) -> dict[str, str] | None:
-    """The smallest set of changed conventions under which the reference reproduces every
-    observation of ``run``, or None. Works from observations alone."""
+def explain(case: Case, run: CaseRun, documented: dict[str, dict[str, str]] | None = None
+            ) -> list[dict[str, str]]:
+    """Every smallest set of changed conventions under which the reference reproduces all
+    observations of ``run`` (empty when none does). Works from observations alone; among
+    equally small sets, those the framework documents come first."""
+    documented = documented or {}
+    matches: list[dict[str, str]] = []
     for changed in alternatives(case):
+        if matches and len(changed) > len(matches[0]):
+            break
         settings = {**case.reference, **changed}
         expected = reference_run(case, settings)
         if expected.status != "ok":  # e.g. gradients not derived under this convention
             continue
         if all(c.ok for c in compare(case, run, settings, expected, use_literal=False)):
-            return changed
-    return None
+            matches.append(changed)
+    return sorted(matches, key=lambda m: not _is_documented(m, documented))
+
+
+def _is_documented(changed: dict[str, str], documented: dict[str, dict[str, str]]) -> bool:
+    return all(documented.get(k, {}).get("value") == v for k, v in changed.items())

@@ -1,0 +1,109 @@
+"""Numpy-backed adapters that deliberately behave like frameworks with other conventions,
+or crash, for the kit's own tests. They run in real worker processes like any adapter."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+
+from conformance.adapters.base import Documented
+from conformance.adapters.numpy import NumpyAdapter
+from conformance.model import LayerSpec, Mode
+
+LINK = "https://example.invalid/docs"
+
+
+class BiasedUndocumented(NumpyAdapter):
+    name = "biased_undocumented"
+    conventions = {"bn.running_var_estimator": "biased"}
+
+
+class BiasedDocumented(NumpyAdapter):
+    name = "biased_documented"
+    conventions = {"bn.running_var_estimator": "biased"}
+    documented: ClassVar[dict[str, Documented]] = {
+        "bn.running_var_estimator": Documented("biased", LINK, "multiply running_var by m/(m-1)")}
+
+
+class ReversedMomentum(NumpyAdapter):
+    """The converter bug: PyTorch's momentum passed unchanged to a Keras-style layer."""
+
+    name = "reversed_momentum"
+    conventions = {"bn.momentum_weights": "old"}
+
+
+class EpsOutside(NumpyAdapter):
+    name = "eps_outside"
+    conventions = {"bn.eps_placement": "outside"}
+
+
+class BatchStatsInEval(NumpyAdapter):
+    name = "batch_stats_in_eval"
+    conventions = {"bn.eval_statistics": "batch"}
+
+
+class NeverUpdates(NumpyAdapter):
+    name = "never_updates"
+    conventions = {"bn.running_update": "none"}
+
+
+class BiasedAndReversed(NumpyAdapter):
+    """Two conventions at once: only a search over combinations explains it."""
+
+    name = "biased_and_reversed"
+    conventions = {"bn.running_var_estimator": "biased", "bn.momentum_weights": "old"}
+
+
+class UnscaledDropout(NumpyAdapter):
+    name = "unscaled_dropout"
+    conventions = {"dropout.train_scale": "none"}
+
+
+class _Shifted:
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def forward(self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None) -> dict[str, np.ndarray]:
+        out = self.inner.forward(x, mode, grad_output)
+        out["output"] = out["output"] + 0.01  # a bug no convention explains
+        return out
+
+    def state(self) -> dict[str, np.ndarray]:
+        return dict(self.inner.state())
+
+
+class OffByConstant(NumpyAdapter):
+    name = "off_by_constant"
+
+    def build(self, layer: LayerSpec, dtype: str, device: str) -> Any:
+        return _Shifted(super().build(layer, dtype, device))
+
+
+class Crashing(NumpyAdapter):
+    """Crashes in the way the layer's eps asks for: 0.5 abort, 0.25 segfault, 0.125 hang,
+    0.0625 a Python exception; any other eps behaves."""
+
+    name = "crashing"
+
+    def build(self, layer: LayerSpec, dtype: str, device: str) -> Any:
+        eps = getattr(layer, "eps", None)
+        if eps == 0.5:
+            os.abort()
+        if eps == 0.25:
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if eps == 0.125:
+            time.sleep(3600)
+        if eps == 0.0625:
+            raise RuntimeError("planted failure")
+        return super().build(layer, dtype, device)
+
+
+class BrokenImport(NumpyAdapter):
+    name = "broken_import"
+
+    def __init__(self) -> None:
+        raise ImportError("simulated: libframework.so: cannot open shared object file")

@@ -1,0 +1,41 @@
+"""Small helpers shared by the kit's tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conformance.adapters.base import Adapter
+from conformance.model import Case
+from conformance.program import execute
+from conformance.spec import load_text
+from conformance.verdicts import judge
+
+
+def cases_from(text: str) -> list[Case]:
+    return load_text("conformance_spec: 1\n" + text, file="test.yaml")
+
+
+def verdict_of(adapter: Adapter, case: Case) -> dict[str, Any]:
+    """Run ``case`` on ``adapter`` in this process and judge it as the runner would."""
+    run = execute(lambda: adapter.build(case.layer, case.dtype, "cpu"), case)
+    return judge(case, run, {k: v.as_dict() for k, v in adapter.documented.items()})
+
+
+BN_PROGRAM = """
+cases:
+  - name: program
+    layer: {kind: batch_norm, update_weight: 0.2}
+    inputs:
+      a: {shape: [6, 3, 2, 2], seed: 1, mean: 2.0, std: 3.0}
+      b: {shape: [6, 3, 2, 2], seed: 2, mean: -1.0, std: 0.5}
+    steps: [{train: a}, {train: b}, {eval: a}]
+"""
+
+DROPOUT_PROGRAM = """
+cases:
+  - name: program
+    layer: {kind: dropout, rate: 0.3, seed: 3}
+    inputs:
+      x: {shape: [100, 50], seed: 4, distribution: uniform, low: 1.0, high: 2.0}
+    steps: [{train: x}, {eval: x}]
+"""
