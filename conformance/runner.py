@@ -48,12 +48,14 @@ class FrameworkSession:
         if not self.ref.installed():
             self.skip_reason = f"{self.ref.name} is not installed; to install it: {self.ref.install_hint}"
             return
-        self.entries = expectations.load(self.registry_dir, self.ref.name)
         self.worker = WorkerProcess(self.ref, self.case_timeout_s)
         try:
             self.info = self.worker.start()
         except (WorkerFailed, TimeoutError, ChildProcessError) as exc:
             self.startup_problem = str(exc)
+            return
+        # the adapter's own name (a third-party class's ``name``) keys the registry and files
+        self.entries = expectations.load(self.registry_dir, self.info["name"])
 
     def document(self, device: str) -> dict[str, Any]:
         """The results document for ``device``, created on first use."""
@@ -65,7 +67,7 @@ class FrameworkSession:
                 environment = self.worker.environment(device)
             self.documents[device] = results.new_results(self.info, device, environment)
             if self.out_dir is not None:
-                results.results_path(self.out_dir, self.ref.name, device, ".jsonl").unlink(missing_ok=True)
+                results.results_path(self.out_dir, self.info["name"], device, ".jsonl").unlink(missing_ok=True)
         return self.documents[device]
 
     def run_case(self, case: Case, device: str) -> dict[str, Any]:
@@ -75,7 +77,7 @@ class FrameworkSession:
         expectations.apply(entry, self.entries, self.info["version"], device)
         doc["cases"].append(entry)
         if self.out_dir is not None:
-            results.append_log(self.out_dir, self.ref.name, device, entry)
+            results.append_log(self.out_dir, self.info["name"], device, entry)
         return entry
 
     def _judge(self, case: Case, device: str) -> dict[str, Any]:

@@ -104,8 +104,10 @@ def load_paths(paths: Iterable[str | Path]) -> tuple[list[Case], list[SpecError]
 
 
 def case_id(path: Path, name: str) -> str:
-    """Stable id: ``<folder>/<file stem>::<case name>``, e.g. ``batchnorm/running::rank4``."""
-    return f"{path.parent.name}/{path.stem}::{name}"
+    """Stable id: ``<folder>/<file stem>::<case name>``, e.g. ``batchnorm/running::rank4``
+    (``<file stem>::<case name>`` for a spec given without a folder)."""
+    folder = path.parent.name
+    return f"{folder}/{path.stem}::{name}" if folder else f"{path.stem}::{name}"
 
 
 def load_file(path: str | Path) -> list[Case]:
@@ -153,10 +155,19 @@ def _schema_errors(doc: Any) -> list[tuple[int, str]]:
         error = _deepest(error)
         path = list(error.absolute_path)
         where = _path_text(path)
-        found.append((yamlines.line_of(doc, path), f"{where}: {_describe(error)}"))
+        line_path = path + _offending_key(error)
+        found.append((yamlines.line_of(doc, line_path), f"{where}: {_describe(error)}"))
     # also catch values the schema's number checks let through
     found.extend(_non_finite(doc, []))
     return sorted(set(found))
+
+
+def _offending_key(error: jsonschema.ValidationError) -> list[Any]:
+    """For an unknown key, point at the key's own line rather than its mapping's."""
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = error.schema.get("properties", {})
+        return [k for k in error.instance if k not in allowed][:1]
+    return []
 
 
 def _deepest(error: jsonschema.ValidationError) -> jsonschema.ValidationError:

@@ -52,6 +52,10 @@ def judge(case: Case, run: CaseRun, documented: dict[str, dict[str, str]]) -> di
     if not failed:
         return {**result, "verdict": "conforms", "message": ""}
     result.update(_divergence_summary(failed))
+    if case.literal and all(c.ok for c in compare(case, run, case.reference, use_literal=False)):
+        return {**result, "verdict": "divergence",
+                "message": f"{failed[0].describe()}; the observation matches the reference, so the "
+                           "spec's literal value disagrees with the reference: check the spec"}
     matches = explain(case, run, documented)
     if not matches:
         return {**result, "verdict": "divergence",

@@ -1,0 +1,65 @@
+"""Importing the kit imports no framework; adapters share one interface."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance.adapters import BUILTIN
+
+FRAMEWORK_MODULES = ("torch", "paddle", "tensorflow", "keras", "tf_keras", "jax")
+PACKAGE = Path(__file__).resolve().parents[1] / "conformance"
+
+
+def test_importing_the_kit_cli_and_plugin_imports_no_framework() -> None:
+    code = (
+        "import sys\n"
+        "import conformance, conformance.cli, conformance.pytest_plugin, conformance.runner\n"
+        "import conformance.verdicts, conformance.spec, conformance.worker, conformance.adapters\n"
+        "from conformance.cli import main\n"
+        "main(['validate', 'specs'])\n"
+        "main(['list', '--format', 'json', 'specs'])\n"
+        f"print(sorted(m for m in {FRAMEWORK_MODULES!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=PACKAGE.parent)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_run_imports_frameworks_only_in_workers(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from conformance.cli import main\n"
+        f"main(['run', '--framework', 'numpy', '--out', {str(tmp_path)!r}, 'specs/dropout'])\n"
+        f"print(sorted(m for m in {FRAMEWORK_MODULES!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _adapter_class(path: Path) -> ast.ClassDef:
+    tree = ast.parse(path.read_text())
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef)
+               and any(getattr(b, "id", "") == "Adapter" for b in n.bases)]
+    assert len(classes) == 1, f"{path}: expected exactly one Adapter subclass"
+    return classes[0]
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_every_adapter_has_the_same_interface(name: str) -> None:
+    """Read with ast, so the check needs none of the frameworks installed."""
+    module, _, cls_name = BUILTIN[name].target.partition(":")
+    path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+    cls = _adapter_class(path)
+    assert cls.name == cls_name
+    methods = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)}
+    assert {"version", "devices", "build"} <= methods
+    names = [n for n in cls.body if isinstance(n, (ast.Assign, ast.AnnAssign))
+             and "name" in [getattr(t, "id", "") for t in getattr(n, "targets", [getattr(n, "target", None)])]]
+    assert names and ast.literal_eval(names[0].value) == name  # registry key == adapter name
+    build = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "build")
+    assert [a.arg for a in build.args.args] == ["self", "layer", "dtype", "device"]

@@ -1,0 +1,105 @@
+"""The runner with real worker processes: results files, crashes, the registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conformance import RESULTS_SCHEMA
+from conformance.adapters import from_target, resolve
+from conformance.runner import run
+from helpers import cases_from
+
+CRASH_SPEC = """
+cases:
+""" + "".join(
+    f"""  - name: {name}
+    layer: {{kind: batch_norm, eps: {eps}}}
+    inputs: {{a: {{shape: [4, 2], seed: 1}}}}
+    steps: [{{train: a}}]
+"""
+    for name, eps in [("before", 0.001), ("abort", 0.5), ("after_abort", 0.001), ("segfault", 0.25),
+                      ("exception", 0.0625), ("hang", 0.125), ("last", 0.001)]
+)
+
+
+def test_crashes_become_results_and_the_run_goes_on(tmp_path: Path) -> None:
+    cases = cases_from(CRASH_SPEC)
+    outcome = run(cases, [from_target("fake_adapters:Crashing")], ["cpu"], tmp_path, case_timeout_s=5)
+    entries = {c["id"].split("::")[1]: c for c in outcome.documents[0]["cases"]}
+    assert [entries[n]["verdict"] for n in ("before", "after_abort", "last")] == ["conforms"] * 3
+    assert entries["abort"]["error"]["kind"] == "signal" and "SIGABRT" in entries["abort"]["message"]
+    assert entries["segfault"]["error"]["kind"] == "signal" and "SIGSEGV" in entries["segfault"]["message"]
+    assert entries["exception"]["error"]["kind"] == "exception"
+    assert "planted failure" in entries["exception"]["message"]
+    assert entries["hang"]["error"]["kind"] == "timeout"
+    assert outcome.exit_code == 1
+    log = (tmp_path / "crashing-cpu.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"].split("::")[1] for line in log] == list(entries)
+
+
+def test_results_file_contract(tmp_path: Path) -> None:
+    cases = cases_from(CRASH_SPEC)[:1]
+    outcome = run(cases, resolve("numpy"), ["cpu", "gpu"], tmp_path)
+    assert outcome.exit_code == 0
+    data = json.loads((tmp_path / "numpy-cpu.json").read_text())
+    assert data["schema"] == RESULTS_SCHEMA
+    assert (data["framework"], data["device"]) == ("numpy", "cpu")
+    assert data["framework_version"] and data["environment"]["python"]
+    assert [(c["id"], c["verdict"]) for c in data["cases"]] == [("test::before", "conforms")]
+    gpu = json.loads((tmp_path / "numpy-gpu.json").read_text())
+    assert gpu["cases"][0]["verdict"] == "skipped" and "sees no gpu" in gpu["cases"][0]["message"]
+
+
+def test_a_framework_that_fails_to_load_loses_nothing_else(tmp_path: Path) -> None:
+    cases = cases_from(CRASH_SPEC)[:1]
+    refs = [from_target("fake_adapters:BrokenImport"), *resolve("numpy")]
+    outcome = run(cases, refs, ["cpu"], tmp_path)
+    by_framework = {d["framework"]: d for d in outcome.documents}
+    assert by_framework["numpy"]["cases"][0]["verdict"] == "conforms"
+    broken = by_framework["fake_adapters"]["cases"][0]
+    assert broken["verdict"] == "error" and "cannot open shared object" in broken["message"]
+    assert broken["error"]["kind"] == "startup"
+
+
+@pytest.mark.parametrize(
+    ("adapter", "case_name", "expected_flags"),
+    [
+        # a registered divergence that still happens: expected, not failing
+        ("fake_adapters:BiasedUndocumented", "before", {"unexpected": False, "stale": None}),
+        # a registered divergence that no longer happens: stale, failing
+        ("conformance.adapters.numpy:NumpyAdapter", "before", {"unexpected": True, "stale": True}),
+    ],
+)
+def test_expectations_registry(tmp_path: Path, adapter: str, case_name: str,
+                               expected_flags: dict[str, object]) -> None:
+    ref = from_target(adapter)
+    registry = tmp_path / "expectations"
+    registry.mkdir()
+    name = "biased_undocumented" if "Biased" in adapter else "numpy"  # the adapter class's name
+    (registry / f"{name}.yaml").write_text(
+        "expected:\n"
+        f"  - case: 'test::{case_name}'\n"
+        "    verdict: divergence\n"
+        "    reason: biased running variance\n"
+        "    link: https://example.invalid\n")
+    case = cases_from(CRASH_SPEC.replace("shape: [4, 2]", "shape: [4, 2], mean: 3.0"))[:1]
+    outcome = run(case, [ref], ["cpu"], tmp_path / "out", registry)
+    entry = outcome.documents[0]["cases"][0]
+    assert entry["unexpected"] is expected_flags["unexpected"]
+    assert entry.get("stale") is expected_flags["stale"]
+    assert entry["expected"]["reason"] == "biased running variance"
+    assert outcome.exit_code == (1 if expected_flags["unexpected"] else 0)
+
+
+def test_registry_entries_respect_version_ranges(tmp_path: Path) -> None:
+    registry = tmp_path / "expectations"
+    registry.mkdir()
+    (registry / "biased_undocumented.yaml").write_text(
+        "expected:\n  - {case: 'test::*', verdict: divergence, versions: '<1.0', reason: old, link: x}\n")
+    ref = from_target("fake_adapters:BiasedUndocumented")
+    outcome = run(cases_from(CRASH_SPEC)[:1], [ref], ["cpu"], None, registry)
+    # numpy's version is >= 1.0, so the entry does not apply: the divergence is unexpected
+    assert outcome.documents[0]["cases"][0]["unexpected"] is True
