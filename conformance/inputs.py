@@ -36,7 +36,7 @@ def generate(description: dict[str, Any], dtype: str) -> np.ndarray:
     if "values" in description:
         return round_to_dtype(np.asarray(description["values"], dtype=np.float64), dtype)
     shape = tuple(int(n) for n in description["shape"])
-    rng = np.random.default_rng(description.get("seed", 0))
+    rng = np.random.default_rng(int(description.get("seed", 0)))  # YAML may give 1.0
     kind = description.get("distribution", "normal")
     if kind == "normal":
         data = rng.normal(description.get("mean", 0.0), description.get("std", 1.0), shape)

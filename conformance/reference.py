@@ -17,6 +17,7 @@ and, when the layer keeps running statistics, with s the batch statistic that fe
     running <- (1 - w) * running + w * s     (momentum_weights="new": w weighs the new value)
     running <- w * running + (1 - w) * s     (momentum_weights="old": the reversed convention)
     running <- running + (s - running) / k   (update="cumulative", k = batches seen so far)
+    running unchanged                        (running_update="none")
 
 During inference::
 
@@ -47,7 +48,7 @@ class BatchNormConventions:
     running_var_estimator: Literal["unbiased", "biased"] = "unbiased"
     momentum_weights: Literal["new", "old"] = "new"
     eps_placement: Literal["inside", "outside"] = "inside"
-    running_update: Literal["as_specified", "none"] = "as_specified"
+    running_update: Literal["as_specified", "none", "cumulative"] = "as_specified"
     eval_statistics: Literal["running", "batch"] = "running"
 
 
@@ -61,7 +62,7 @@ CONVENTION_VALUES: dict[str, tuple[str, ...]] = {
     "bn.running_var_estimator": ("unbiased", "biased"),
     "bn.momentum_weights": ("new", "old"),
     "bn.eps_placement": ("inside", "outside"),
-    "bn.running_update": ("as_specified", "none"),
+    "bn.running_update": ("as_specified", "none", "cumulative"),
     "bn.eval_statistics": ("running", "batch"),
     "dropout.train_scale": ("inverted", "none"),
     "dropout.eval": ("identity", "downscale"),
@@ -194,7 +195,7 @@ class ReferenceBatchNorm:
         if self.conv.running_var_estimator == "unbiased":
             var = var * count / (count - 1) if count > 1 else np.full_like(var, np.nan)
         st = self.state
-        if self.spec.update == "cumulative":
+        if self.spec.update == "cumulative" or self.conv.running_update == "cumulative":
             k = st.batch_count
             st.running_mean = st.running_mean + (mean - st.running_mean) / k
             st.running_var = st.running_var + (var - st.running_var) / k

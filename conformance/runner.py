@@ -170,8 +170,9 @@ def run(cases: list[Case], refs: list[AdapterRef], devices: list[str], out_dir: 
     return outcome
 
 
-def print_summary(outcome: RunOutcome, stream: TextIO = sys.stdout) -> None:
+def print_summary(outcome: RunOutcome, stream: TextIO | None = None) -> None:
     """Case x framework-device table of verdicts, then every unexpected result explained."""
+    stream = stream or sys.stdout  # looked up now: tests and tools replace sys.stdout
     columns = [f"{d['framework']}-{d['device']}" for d in outcome.documents]
     verdicts: dict[str, dict[str, str]] = {}
     counts: dict[str, int] = {}

@@ -207,7 +207,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if v == "pattern":
         return (f"got {inst!r}; expected lowercase letters, digits, '_', '.', '-' "
                 f"(pattern {error.validator_value})")
-    if v in ("oneOf", "minProperties", "maxProperties") and "step" in str(sch.get("properties", {})):
+    if v in ("oneOf", "minProperties", "maxProperties") and "train" in sch.get("properties", {}):
         return f"got {dict(inst)!r}; expected exactly one of 'train: INPUT' or 'eval: INPUT'"
     return f"{error.message}; expected {v} {error.validator_value!r}"
 
@@ -277,7 +277,7 @@ class _CaseBuilder:
         layer = self.layer(raw, where, arrays[steps[0].input].shape, arrays, steps)
         if layer is None:
             return None
-        literal = self.literal(raw, where, steps)
+        literal = self.literal(raw, where, steps, arrays, layer)
         tol = DEFAULT_TOLERANCES[dtype]
         if "tolerance" in raw:
             tol = Tolerance(atol=raw["tolerance"].get("atol", tol.atol),
@@ -288,7 +288,7 @@ class _CaseBuilder:
             name=raw["name"],
             file=self.file,
             line=raw.line,
-            description=raw.get("description", ""),
+            description=" ".join(str(raw.get("description", "")).split()),
             areas=tuple(raw.get("areas", ())),
             layer=layer,
             inputs=arrays,
@@ -318,6 +318,10 @@ class _CaseBuilder:
             except ValueError as exc:  # ragged literal lists
                 self.fail(described, name, f"{where}: input {name!r} cannot be made ({exc}); "
                           "expected a rectangular nested list of numbers")
+                return None
+            if not np.isfinite(arrays[name].astype(np.float64)).all():
+                self.fail(described, name, f"{where}: input {name!r} has values that overflow "
+                          f"{dtype} (largest finite {_largest(dtype):.4g}); expected finite values")
                 return None
         return arrays
 
@@ -365,7 +369,8 @@ class _CaseBuilder:
             return DropoutSpec(rate=float(spec["rate"]), rank=rank,
                                granularity=spec.get("granularity", "element"),
                                channel_axis=spec.get("channel_axis", "first"),
-                               scaling=spec.get("scaling", "train"), seed=spec.get("seed"))
+                               scaling=spec.get("scaling", "train"),
+                               seed=None if spec.get("seed") is None else int(spec["seed"]))
         if not 2 <= rank <= 5:
             self.fail(raw, "layer", f"{where}: batch norm input has rank {rank}; expected 2 to 5")
             return None
@@ -389,19 +394,41 @@ class _CaseBuilder:
             **per_channel,
         )
 
-    def literal(self, raw: yamlines.LineDict, where: str,
-                steps: list[Step]) -> dict[tuple[int, str], np.ndarray]:
+    def literal(self, raw: yamlines.LineDict, where: str, steps: list[Step],
+                arrays: dict[str, np.ndarray], layer: LayerSpec) -> dict[tuple[int, str], np.ndarray]:
         values = raw.get("expect", {}).get("values", [])
         literal = {}
         for i, item in enumerate(values):
-            if item["step"] >= len(steps):
-                self.fail(values, i, f"{where}: expect.values[{i}] refers to step {item['step']}; "
+            step = int(item["step"])  # JSON Schema's integer admits 1.0
+            if step >= len(steps):
+                self.fail(values, i, f"{where}: expect.values[{i}] refers to step {step}; "
                           f"expected a step index below {len(steps)}")
                 continue
-            if item["quantity"] not in steps[item["step"]].observe:
+            if item["quantity"] not in steps[step].observe:
                 self.fail(values, i, f"{where}: expect.values[{i}] gives {item['quantity']} at step "
-                          f"{item['step']}, which that step does not observe; expected one of "
-                          f"{', '.join(steps[item['step']].observe)}")
+                          f"{step}, which that step does not observe; expected one of "
+                          f"{', '.join(steps[step].observe)}")
                 continue
-            literal[(item["step"], item["quantity"])] = np.asarray(item["value"], dtype=np.float64)
+            value = np.asarray(item["value"], dtype=np.float64)
+            shape = _quantity_shape(item["quantity"], arrays[steps[step].input].shape, layer)
+            if value.shape != shape:
+                self.fail(values, i, f"{where}: expect.values[{i}] {item['quantity']} has shape "
+                          f"{value.shape}; expected {shape}")
+                continue
+            literal[(step, item["quantity"])] = value
         return literal
+
+
+def _quantity_shape(quantity: str, input_shape: tuple[int, ...], layer: LayerSpec) -> tuple[int, ...]:
+    """Output and input gradient have the input's shape, the counter is a scalar, and every
+    other quantity has one value per channel."""
+    if quantity in ("output", "grad_input"):
+        return input_shape
+    if quantity == "batch_count":
+        return ()
+    assert isinstance(layer, BatchNormSpec)
+    return (layer.num_features,)
+
+
+def _largest(dtype: str) -> float:
+    return {"float64": 1.8e308, "float32": 3.4e38, "float16": 65504.0, "bfloat16": 3.39e38}[dtype]

@@ -51,6 +51,13 @@ class NeverUpdates(NumpyAdapter):
     conventions = {"bn.running_update": "none"}
 
 
+class CumulativeRegardless(NumpyAdapter):
+    """Averages every batch equally whatever update weight it is given."""
+
+    name = "cumulative_regardless"
+    conventions = {"bn.running_update": "cumulative"}
+
+
 class BiasedAndReversed(NumpyAdapter):
     """Two conventions at once: only a search over combinations explains it."""
 

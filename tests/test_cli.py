@@ -8,14 +8,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conformance import RESULTS_SCHEMA
-from conformance import runner
+from conformance import RESULTS_SCHEMA, runner
 from conformance.cli import main
 from conformance.spec import load_paths
 
@@ -28,13 +26,6 @@ cases:
     inputs: {x: {shape: [4, 3]}}
     steps: [{train: x}]
 """
-
-
-@pytest.fixture
-def summary_to_capsys(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Workaround for a bug (see test_run_summary_goes_to_the_current_stdout): the summary's
-    default stream is the sys.stdout of the moment conformance.runner was imported."""
-    monkeypatch.setattr(runner.print_summary, "__defaults__", (sys.stdout,))
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +122,6 @@ def test_unknown_subcommand_exits_2(argv: list[str], hint: str, capsys: pytest.C
     assert f"invalid choice: '{argv[0]}'" in err and hint in err
 
 
-@pytest.mark.usefixtures("summary_to_capsys")
 def test_run_numpy_on_the_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str], corpus) -> None:
     out_dir = tmp_path / "results"
     assert main(["run", "--framework", "numpy", "--out", str(out_dir),
@@ -165,7 +155,6 @@ def test_run_numpy_on_the_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "UNEXPECTED" not in out
 
 
-@pytest.mark.usefixtures("summary_to_capsys")
 def test_stale_registry_entry_fails_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     registry = tmp_path / "registry"
     registry.mkdir()
@@ -203,25 +192,20 @@ def test_frameworks_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert rows["numpy"] == {"installed": True, "version": np.__version__, "devices": ["cpu"]}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (see tests/test_spec.py): a complex YAML key makes "
-                   "the loader raise TypeError, so `validate` dies with a traceback, not exit 2")
 def test_validate_a_spec_with_a_complex_key_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "odd.yaml").write_text(BROKEN + "    ? [a, b]\n    : 1\n")
     assert main(["validate", str(tmp_path / "odd.yaml")]) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: runner.print_summary(outcome, stream=sys.stdout) binds "
-                   "the stream when the module is imported, so `run` ignores a later "
-                   "redirect_stdout/capsys (and writes to a closed stream once that one is gone)")
 def test_run_summary_goes_to_the_current_stdout() -> None:
+    # regression: the default stream was bound to sys.stdout when conformance.runner was
+    # imported, so in-process callers (capsys, redirect_stdout) lost the table
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         runner.print_summary(runner.RunOutcome())
     assert buffer.getvalue().startswith("case")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: `list` prints descriptions verbatim, so a folded YAML "
-                   "description (`description: >`, which ends in a newline) adds a blank line")
 def test_list_text_is_one_line_per_case(capsys: pytest.CaptureFixture[str], corpus) -> None:
     assert main(["list", str(SPECS)]) == 0
     assert len(capsys.readouterr().out.splitlines()) == len(corpus)

@@ -15,8 +15,21 @@ import pytest
 
 from conformance import SPEC_VERSION, yamlines
 from conformance.inputs import MAX_ELEMENTS, round_to_dtype
-from conformance.model import BN_QUANTITIES, DEFAULT_TOLERANCES, DROPOUT_QUANTITIES, BatchNormSpec
-from conformance.spec import SpecError, SpecErrors, load_file, load_paths, load_text, schema
+from conformance.model import (
+    BN_QUANTITIES,
+    DEFAULT_TOLERANCES,
+    DROPOUT_QUANTITIES,
+    BatchNormSpec,
+)
+from conformance.reference import CONVENTION_VALUES
+from conformance.spec import (
+    SpecError,
+    SpecErrors,
+    load_file,
+    load_paths,
+    load_text,
+    schema,
+)
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 
@@ -118,11 +131,18 @@ def test_schema_quantities_match_the_model() -> None:
     assert tuple(schema()["$defs"]["dtype"]["enum"]) == tuple(DEFAULT_TOLERANCES)
 
 
+def test_schema_reference_conventions_match_the_reference() -> None:
+    # a spec's `reference:` may name exactly the conventions the numpy reference implements
+    properties = schema()["$defs"]["caseFields"]["properties"]["reference"]["properties"]
+    assert {k: tuple(v["enum"]) for k, v in properties.items()} == CONVENTION_VALUES
+
+
 # --- what a valid spec becomes -----------------------------------------------------------
 
 def test_base_spec_loads_into_one_case() -> None:
     case = load_one(BASE)
     assert case.name == "c" and case.line == 3 and case.file == "x.yaml"
+    assert case.id == "x::c"  # a file given without a folder: <stem>::<name>
     assert isinstance(case.layer, BatchNormSpec)
     assert (case.layer.rank, case.layer.num_features, case.layer.eps) == (2, 3, 0.001)
     assert [(s.mode, s.input, s.line) for s in case.steps] == [("train", "x", 11), ("eval", "x", 12)]
@@ -276,6 +296,17 @@ def test_unknown_key_with_did_you_mean() -> None:
     text = variant("eps:", "    # line 6", text)
     assert_error(text, 4, "cases[0].layer: unknown key 'updte_weight'",
                  "did you mean 'update_weight'?", "expected one of", "eps, kind,")
+
+
+def test_unknown_key_in_a_block_mapping_is_reported_at_its_own_line() -> None:
+    assert_error(variant("eps:", "      eps: 0.001\n      updte_weight: 0.2"), 7,
+                 "cases[0].layer: unknown key 'updte_weight'",
+                 "did you mean 'update_weight'?")
+
+
+def test_unknown_case_key_is_reported_at_its_own_line() -> None:
+    assert_error(variant("- eval: x", "      - eval: x\n    dtyp: float32"), 13,
+                 "cases[0]: unknown key 'dtyp'", "did you mean 'dtype'?", "expected one of")
 
 
 def test_wrong_type() -> None:
@@ -475,17 +506,12 @@ def test_a_file_that_is_not_utf8_is_an_error(tmp_path: Path) -> None:
     assert "expected a readable UTF-8 YAML file" in error.message
 
 
-# --- known bugs --------------------------------------------------------------------------
+# --- once bugs: each input used to escape as a traceback or a misleading result -------
 
-@pytest.mark.xfail(strict=True, reason="BUG: yamlines._construct_mapping does `key in result` on "
-                   "an unhashable (list) key, so a complex YAML key raises TypeError out of "
-                   "load_text instead of a SpecError")
 def test_complex_yaml_key_is_a_spec_error() -> None:
-    assert_error(variant("eps:", "      ? [a, b]\n      : 1"), 7, "expected")
+    assert_error(variant("eps:", "      ? [a, b]\n      : 1"), 6, "keys must be plain names")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: JSON Schema's 'integer' accepts 1.0 and 1e3, which "
-                   "then reach np.random.default_rng and raise TypeError out of load_text")
 def test_float_valued_seed_is_a_spec_error_or_an_int() -> None:
     text = variant("x:", "      x: {shape: [4, 3], seed: 1.0}")
     try:
@@ -496,8 +522,6 @@ def test_float_valued_seed_is_a_spec_error_or_an_int() -> None:
         np.testing.assert_array_equal(case.inputs["x"], load_one(BASE).inputs["x"])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: expect.values[].step 0.0 passes the schema's "
-                   "'integer' and is then used as a list index: TypeError out of load_text")
 def test_float_valued_expect_step_is_a_spec_error_or_an_int() -> None:
     text = BASE + "    expect:\n      values:\n        - {step: 0.0, quantity: output, value: 0}\n"
     try:
@@ -508,26 +532,16 @@ def test_float_valued_expect_step_is_a_spec_error_or_an_int() -> None:
         assert list(case.literal) == [(0, "output")]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the loader does not check the shape of a literal "
-                   "expected value; running_mean of 5 values for 3 channels loads, and a run "
-                   "then blames the framework with a 'divergence' (even 'explained' by "
-                   "bn.eval_statistics=batch)")
 def test_literal_expect_value_of_the_wrong_shape() -> None:
     text = BASE + "    expect:\n      values:\n" \
                   "        - {step: 0, quantity: running_mean, value: [1, 2, 3, 4, 5]}\n"
     assert_error(text, 15, "running_mean", "3")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: spec._describe's friendly oneOf message for steps "
-                   "never fires (it looks for 'step' in the step schema's property names); a step "
-                   "with both train and eval gets a raw jsonschema oneOf dump instead")
 def test_step_with_both_train_and_eval_says_to_give_exactly_one() -> None:
     assert_error(variant("- eval: x", "      - {eval: x, train: x}"), 12,
                  "expected exactly one of 'train: INPUT' or 'eval: INPUT'")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an unknown key is reported at the line of the "
-                   "mapping that holds it (here 'layer:' on line 4), not at the key's own line")
-def test_unknown_key_in_a_block_mapping_is_reported_at_its_own_line() -> None:
-    assert_error(variant("eps:", "      eps: 0.001\n      updte_weight: 0.2"), 7,
-                 "unknown key 'updte_weight'")
+def test_literal_values_that_overflow_the_dtype_are_refused() -> None:
+    assert_error(variant("x:", "      x: {values: [[1.0e39, 1.0, 2.0]]}"), 8, "overflow float32")

@@ -31,6 +31,7 @@ def test_reference_adapter_conforms() -> None:
         (fake.EpsOutside(), {"bn.eps_placement": "outside"}, 0, "output"),
         (fake.BatchStatsInEval(), {"bn.eval_statistics": "batch"}, 2, "output"),
         (fake.NeverUpdates(), {"bn.running_update": "none"}, 0, "running_mean"),
+        (fake.CumulativeRegardless(), {"bn.running_update": "cumulative"}, 0, "running_mean"),
         (fake.BiasedAndReversed(), {"bn.running_var_estimator": "biased", "bn.momentum_weights": "old"},
          0, "running_mean"),
     ],
@@ -77,7 +78,7 @@ def test_spec_stating_a_convention_makes_it_conform() -> None:
 LITERAL = """
 cases:
   - name: literal
-    layer: {kind: batch_norm, update_weight: 0.5, running_var: [3.0]}
+    layer: {kind: batch_norm, update_weight: 0.5, running_var: [5.0]}
     inputs: {a: {values: [[1.0], [3.0]]}}
     steps: [{train: a, observe: [running_var]}]
     expect:
@@ -86,18 +87,20 @@ cases:
 
 
 def test_literal_values_decide_and_alternatives_still_explain() -> None:
-    # running_var <- 0.5 * 3 + 0.5 * 2 (unbiased variance of [1, 3])
-    assert verdict_of(NumpyAdapter(), cases_from(LITERAL % "2.5")[0])["verdict"] == "conforms"
-    wrong = verdict_of(NumpyAdapter(), cases_from(LITERAL % "2.7")[0])
-    assert wrong["verdict"] == "divergence" and wrong["worst"]["expected"] == 2.7
-    biased = verdict_of(fake.BiasedUndocumented(), cases_from(LITERAL % "2.5")[0])
+    # running_var <- 0.5 * 5 + 0.5 * 2 (unbiased variance of [1, 3]); biased gives 3,
+    # cumulative 2, no update 5: every alternative is distinguishable
+    assert verdict_of(NumpyAdapter(), cases_from(LITERAL % "3.5")[0])["verdict"] == "conforms"
+    wrong = verdict_of(NumpyAdapter(), cases_from(LITERAL % "3.7")[0])
+    assert wrong["verdict"] == "divergence" and wrong["worst"]["expected"] == 3.7
+    assert "literal value disagrees" in wrong["message"]
+    biased = verdict_of(fake.BiasedUndocumented(), cases_from(LITERAL % "3.5")[0])
     assert biased["explained_by"] == {"bn.running_var_estimator": "biased"}
 
 
 def test_ambiguous_observations_list_every_explanation() -> None:
     # one step from running_var 1: the biased estimate of [1, 3] is 1 too, so "never
     # updates" explains the observation as well as "biased" does
-    case = cases_from((LITERAL % "1.5").replace("running_var: [3.0]", "running_var: [1.0]"))[0]
+    case = cases_from((LITERAL % "1.5").replace("running_var: [5.0]", "running_var: [1.0]"))[0]
     result = verdict_of(fake.BiasedDocumented(), case)
     assert result["verdict"] == "convention"  # the documented explanation comes first
     assert result["explained_by"] == {"bn.running_var_estimator": "biased"}
