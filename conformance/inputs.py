@@ -19,9 +19,10 @@ def round_to_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
     """
     if dtype == "float64":
         return np.asarray(values, dtype=np.float64)
-    if dtype == "float16":
-        return np.asarray(values, dtype=np.float16)
-    as32 = np.asarray(values, dtype=np.float32)
+    with np.errstate(over="ignore"):  # overflow gives inf, which the spec loader refuses
+        if dtype == "float16":
+            return np.asarray(values, dtype=np.float16)
+        as32 = np.asarray(values, dtype=np.float32)
     if dtype == "float32":
         return as32
     bits = as32.view(np.uint32).astype(np.uint64)
