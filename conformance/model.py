@@ -10,7 +10,7 @@ so PyTorch's ``momentum=0.1`` and Paddle's / Keras' ``momentum=0.9`` are both ``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -126,6 +126,19 @@ class Case:
     expect_error: bool = False
     tolerance: Tolerance = DEFAULT_TOLERANCES["float32"]
     devices: tuple[str, ...] = ("cpu", "gpu")
+
+    def program(self) -> dict[str, Any]:
+        """The case as plain data for results files: layer parameters, dtype, steps and
+        input shapes, enough to reproduce it in a framework's own code."""
+        layer = {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                 for k, v in asdict(self.layer).items() if v is not None}
+        return {
+            "layer": layer,
+            "dtype": self.dtype,
+            "inputs": {name: list(a.shape) for name, a in self.inputs.items()},
+            "steps": [{"mode": s.mode, "input": s.input, "grad_output": s.grad_output,
+                       "observe": list(s.observe)} for s in self.steps],
+        }
 
     def summary(self) -> dict[str, Any]:
         """The JSON-ready description used by ``conformance list``."""

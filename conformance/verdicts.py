@@ -27,7 +27,8 @@ FAILING = ("divergence", "error")
 def judge(case: Case, run: CaseRun, documented: dict[str, dict[str, str]]) -> dict[str, Any]:
     """The result entry of one case: verdict, checks, errors and explanation."""
     result: dict[str, Any] = {"id": case.id, "file": case.file, "line": case.line,
-                              "areas": list(case.areas), "duration_s": round(run.duration_s, 6)}
+                              "areas": list(case.areas), "duration_s": round(run.duration_s, 6),
+                              "program": case.program()}
     if run.status in ("skipped", "unsupported"):
         return {**result, "verdict": run.status, "message": run.message}
     if run.status == "error":
@@ -37,8 +38,10 @@ def judge(case: Case, run: CaseRun, documented: dict[str, dict[str, str]]) -> di
             return {**result, "verdict": "expected-error", "message": run.message}
         return {**result, "verdict": "divergence",
                 "message": "expected the framework to refuse this program; it returned values"}
-    checks = compare(case, run, case.reference)
+    expected = reference_run(case, case.reference)
+    checks = compare(case, run, case.reference, expected)
     result["checks"] = [c.as_dict() for c in checks]
+    result["series"] = statistics_series(case, run, expected)
     failed = [c for c in checks if not c.ok]
     hidden = sorted({c.quantity for c in checks if not c.observable})
     if hidden:
@@ -72,6 +75,26 @@ def judge(case: Case, run: CaseRun, documented: dict[str, dict[str, str]]) -> di
     result["conventions"] = [{"fact": k, **documented[k]} for k in explanation]
     return {**result, "verdict": "convention",
             "message": f"matches the documented convention {names}"}
+
+
+SERIES_QUANTITIES = ("running_mean", "running_var", "batch_count")
+
+
+def statistics_series(case: Case, run: CaseRun, expected: CaseRun) -> dict[str, Any]:
+    """Per-step values of the running statistics, observed and reference, for plots:
+    ``{quantity: {"steps": [...], "observed": [[per channel]...], "reference": [...]}}``."""
+    series: dict[str, Any] = {}
+    for quantity in SERIES_QUANTITIES:
+        steps = [i for i, got in enumerate(run.steps) if quantity in got]
+        if not steps:
+            continue
+        series[quantity] = {
+            "steps": steps,
+            "observed": [run.steps[i][quantity].tolist() for i in steps],
+            "reference": [expected.steps[i][quantity].tolist() if i < len(expected.steps)
+                          and quantity in expected.steps[i] else None for i in steps],
+        }
+    return series
 
 
 def _divergence_summary(failed: list[QuantityCheck]) -> dict[str, Any]:
