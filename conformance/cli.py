@@ -65,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     lister.add_argument("paths", nargs="*", default=["specs"])
     lister.add_argument("--format", choices=("text", "json"), default="text")
 
+    conventions = sub.add_parser("conventions", help="the conventions table measured by the probe cases")
+    conventions.add_argument("paths", nargs="*", default=["results"], help="results files or folders")
+    conventions.add_argument("--format", choices=("md", "json"), default="md")
+
     frameworks = sub.add_parser("frameworks", help="installed frameworks, versions and devices")
     frameworks.add_argument("--format", choices=("text", "json"), default="text")
     return parser
@@ -168,6 +172,19 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_conventions(args: argparse.Namespace) -> int:
+    from conformance import conventions
+    from conformance.results import load_documents
+
+    try:
+        documents = load_documents(args.paths)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    table = conventions.rows(documents)
+    print(conventions.to_json(table) if args.format == "json" else conventions.to_markdown(table), end="")
+    return EXIT_OK
+
+
 def cmd_frameworks(args: argparse.Namespace) -> int:
     from conformance.worker import WorkerFailed, WorkerProcess
 
@@ -205,4 +222,4 @@ def cmd_frameworks(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "list": cmd_list, "frameworks": cmd_frameworks}
+COMMANDS = {"run": cmd_run, "conventions": cmd_conventions, "validate": cmd_validate, "list": cmd_list, "frameworks": cmd_frameworks}

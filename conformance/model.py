@@ -36,6 +36,9 @@ class BatchNormSpec:
 
     ``update`` is ``"ema"`` (exponential moving average with ``update_weight``) or
     ``"cumulative"`` (running <- running + (s - running) / k after the k-th batch).
+    ``update_weight``/``eps`` of None build the layer with the framework's defaults; the kit
+    then measures them from the observations. ``native_momentum`` is a probe: the value goes
+    to the framework's own momentum argument untranslated, to measure what it means.
     ``running_stats=False`` means the layer keeps no running statistics and uses batch
     statistics in eval too.
     """
@@ -44,8 +47,9 @@ class BatchNormSpec:
     num_features: int
     channel_axis: ChannelAxis = "first"
     update: Literal["ema", "cumulative"] = "ema"
-    update_weight: float = 0.1
-    eps: float = 1e-5
+    update_weight: float | None = 0.1  # None: the framework's default, measured by the kit
+    eps: float | None = 1e-5  # None: the framework's default, measured by the kit
+    native_momentum: float | None = None  # probe: passed to the framework's own momentum as is
     affine: bool = True
     running_stats: bool = True
     scale: np.ndarray | None = None
@@ -72,6 +76,7 @@ class DropoutSpec:
     channel_axis: ChannelAxis = "first"
     scaling: Literal["train", "eval"] = "train"
     seed: int | None = None
+    native_rate: float | None = None  # probe: passed to the framework's own rate argument as is
     kind: Literal["dropout"] = "dropout"
 
 
@@ -124,6 +129,7 @@ class Case:
     reference: dict[str, str] = field(default_factory=dict)
     literal: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
     expect_error: bool = False
+    measures: tuple[str, ...] = ()
     tolerance: Tolerance = DEFAULT_TOLERANCES["float32"]
     devices: tuple[str, ...] = ("cpu", "gpu")
 

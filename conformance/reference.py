@@ -117,6 +117,10 @@ class ReferenceBatchNorm:
     """A float64 batch norm that follows ``spec`` under ``conventions``."""
 
     def __init__(self, spec: BatchNormSpec, conventions: BatchNormConventions) -> None:
+        if spec.update_weight is None or spec.eps is None or spec.native_momentum is not None:
+            raise ValueError("the reference needs the neutral update weight and eps; a case "
+                             "with framework defaults or native arguments is resolved first "
+                             "(conformance.facts.resolve)")
         self.spec = spec
         self.conv = conventions
         c = spec.num_features
@@ -249,6 +253,9 @@ class ReferenceDropout:
     (what is kept, how it is scaled), not for which elements a framework keeps."""
 
     def __init__(self, spec: DropoutSpec, conventions: DropoutConventions) -> None:
+        if spec.native_rate is not None:
+            raise ValueError("the reference needs the neutral rate; a case with a native rate "
+                             "is resolved first (conformance.facts.resolve)")
         if not 0.0 <= spec.rate <= 1.0:
             raise ValueError(f"Invalid value received for argument `rate`. Expected a float "
                              f"value between 0 and 1. Received: rate={spec.rate}")

@@ -69,3 +69,20 @@ def read(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("conformance.results/"):
         raise ValueError(f"{path}: not a conformance results file (no 'schema' key)")
     return data
+
+
+def load_documents(paths: list[str]) -> list[dict[str, Any]]:
+    """Every results file in ``paths`` (files, or folders searched for ``*.json``).
+    Raises ValueError naming the file for anything that is not a results file."""
+    documents = []
+    for raw in paths:
+        path = Path(raw)
+        files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+        if not path.exists():
+            raise ValueError(f"{path}: no such file or folder; expected results files or folders")
+        for file in files:
+            try:
+                documents.append(read(file))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ValueError(f"{file}: cannot read it ({exc}); expected a results JSON file") from None
+    return documents

@@ -171,10 +171,29 @@ def _offending_key(error: jsonschema.ValidationError) -> list[Any]:
 
 
 def _deepest(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
-    """For anyOf/oneOf/allOf, the sub-error that went furthest into the document."""
+    """For anyOf/oneOf/allOf, the sub-error that went furthest into the document; where
+    every alternative failed at the value itself, the anyOf error, described as a list of
+    alternatives by ``_describe``."""
     while error.context:
+        if error.validator == "anyOf" and all(e.absolute_path == error.absolute_path for e in error.context):
+            return error
         error = max(error.context, key=lambda e: (len(e.absolute_path), -len(e.message)))
     return error
+
+
+def _alternative(error: jsonschema.ValidationError) -> str:
+    v, value = error.validator, error.validator_value
+    if v == "type":
+        return f"a {value}"
+    if v == "const":
+        return repr(value)
+    if v == "enum":
+        return "one of " + ", ".join(map(repr, value))
+    bounds = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "above",
+              "exclusiveMaximum": "below"}
+    if v in bounds:
+        return f"a number {bounds[v]} {value}"
+    return f"{v} {value!r}"
 
 
 def _path_text(path: list[Any]) -> str:
@@ -194,6 +213,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         return f"unknown key {', '.join(hints)}; expected one of {', '.join(allowed)}"
+    if v == "anyOf":
+        return f"got {inst!r}; expected " + " or ".join(_alternative(e) for e in error.context)
     if v == "enum":
         close = difflib.get_close_matches(str(inst), [str(x) for x in error.validator_value], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -297,6 +318,7 @@ class _CaseBuilder:
             reference=dict(raw.get("reference", {})),
             literal=literal,
             expect_error=bool(expect.get("error", False)),
+            measures=tuple(raw.get("measures", ())),
             tolerance=tol,
             devices=tuple(raw.get("devices", ("cpu", "gpu"))),
         )
@@ -366,7 +388,9 @@ class _CaseBuilder:
                           "like the first step's input")
                 return None
         if spec["kind"] == "dropout":
-            return DropoutSpec(rate=float(spec["rate"]), rank=rank,
+            native = spec.get("native_rate")
+            return DropoutSpec(rate=float(spec.get("rate", native)), rank=rank,
+                               native_rate=None if native is None else float(native),
                                granularity=spec.get("granularity", "element"),
                                channel_axis=spec.get("channel_axis", "first"),
                                scaling=spec.get("scaling", "train"),
@@ -387,8 +411,9 @@ class _CaseBuilder:
             rank=rank, num_features=channels,
             channel_axis=spec.get("channel_axis", "first"),
             update=spec.get("update", "ema"),
-            update_weight=float(spec.get("update_weight", 0.1)),
-            eps=float(spec.get("eps", 1e-5)),
+            update_weight=_default_or_float(spec.get("update_weight", 0.1)),
+            eps=_default_or_float(spec.get("eps", 1e-5)),
+            native_momentum=None if "native_momentum" not in spec else float(spec["native_momentum"]),
             affine=bool(spec.get("affine", True)),
             running_stats=bool(spec.get("running_stats", True)),
             **per_channel,
@@ -428,6 +453,11 @@ def _quantity_shape(quantity: str, input_shape: tuple[int, ...], layer: LayerSpe
         return ()
     assert isinstance(layer, BatchNormSpec)
     return (layer.num_features,)
+
+
+def _default_or_float(value: Any) -> float | None:
+    """``"default"`` (the framework's own default) becomes None."""
+    return None if value == "default" else float(value)
 
 
 def _largest(dtype: str) -> float:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Iterator
 
+from conformance import facts
 from conformance.checks import QuantityCheck, compare, reference_run
 from conformance.model import BatchNormSpec, Case
 from conformance.program import CaseRun
@@ -25,10 +26,28 @@ FAILING = ("divergence", "error")
 
 
 def judge(case: Case, run: CaseRun, documented: dict[str, dict[str, str]]) -> dict[str, Any]:
-    """The result entry of one case: verdict, checks, errors and explanation."""
+    """The result entry of one case: verdict, checks, errors, explanation, and the facts of
+    the conventions table that the case measures."""
     result: dict[str, Any] = {"id": case.id, "file": case.file, "line": case.line,
                               "areas": list(case.areas), "duration_s": round(run.duration_s, 6),
                               "program": case.program()}
+    if isinstance(case.layer, BatchNormSpec) and case.layer.native_momentum is not None:
+        result["native_momentum"] = case.layer.native_momentum
+    resolved = case
+    if run.status == "ok":
+        try:
+            resolved, result["measured"] = facts.resolve(case, run)
+        except facts.NotMeasurable as exc:
+            return {**result, "verdict": "error", "error": {"kind": "measurement", "step": 0},
+                    "message": f"cannot measure the framework's own parameter values: {exc}"}
+    result.update(_verdict(resolved, run, documented, result))
+    if case.measures:
+        result["facts"] = facts.measure(resolved, run, result)
+    return result
+
+
+def _verdict(case: Case, run: CaseRun, documented: dict[str, dict[str, str]],
+             result: dict[str, Any]) -> dict[str, Any]:
     if run.status in ("skipped", "unsupported"):
         return {**result, "verdict": run.status, "message": run.message}
     if run.status == "error":

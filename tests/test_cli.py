@@ -56,7 +56,7 @@ def test_validate_a_broken_spec(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["validate", str(tmp_path / "bn")]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert f"{path}:4: cases[0].layer.eps: got 'small' (str); expected number" in err
+    assert f"{path}:4: cases[0].layer.eps: got 'small'; expected a number or 'default'" in err
     assert "1 problem(s)" in err and "Traceback" not in err
 
 

@@ -311,7 +311,7 @@ def test_unknown_case_key_is_reported_at_its_own_line() -> None:
 
 def test_wrong_type() -> None:
     assert_error(variant("eps:", "      eps: small"), 6,
-                 "cases[0].layer.eps", "got 'small' (str)", "expected number")
+                 "cases[0].layer.eps", "got 'small'", "expected a number or 'default'")
 
 
 def test_bad_channel_axis_with_did_you_mean() -> None:

@@ -7,12 +7,18 @@ conventions. Conformance results for real frameworks never come from here.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from conformance import inputs
 from conformance.adapters.base import Adapter, DeviceUnavailable
-from conformance.model import LayerSpec, Mode
+from conformance.model import BatchNormSpec, LayerSpec, Mode
 from conformance.reference import ReferenceBatchNorm, ReferenceDropout, build_reference
+
+
+DEFAULT_UPDATE_WEIGHT = 0.1
+DEFAULT_EPS = 1e-5
 
 
 class _Handle:
@@ -45,4 +51,17 @@ class NumpyAdapter(Adapter):
     def build(self, layer: LayerSpec, dtype: str, device: str) -> _Handle:
         if device != "cpu":
             raise DeviceUnavailable("the numpy reference runs on the CPU only")
-        return _Handle(build_reference(layer, self.settings), dtype)
+        return _Handle(build_reference(self._native(layer), self.settings), dtype)
+
+    @staticmethod
+    def _native(layer: LayerSpec) -> LayerSpec:
+        """This stand-in's own argument semantics: defaults update_weight 0.1 and eps 1e-5,
+        a native momentum weighs the new value, a native rate is the probability to drop."""
+        if isinstance(layer, BatchNormSpec):
+            weight = layer.native_momentum if layer.native_momentum is not None else layer.update_weight
+            return replace(layer, native_momentum=None,
+                           update_weight=DEFAULT_UPDATE_WEIGHT if weight is None else weight,
+                           eps=DEFAULT_EPS if layer.eps is None else layer.eps)
+        if layer.native_rate is not None:
+            return replace(layer, rate=layer.native_rate, native_rate=None)
+        return layer

@@ -152,11 +152,17 @@ class PaddleAdapter(Adapter):
         # Parameters and running statistics: float64 for float64 inputs, else float32 (what
         # Paddle itself uses for float16/bfloat16 batch norm).
         paddle.set_default_dtype("float64" if dtype == "float64" else "float32")
+        options: dict[str, Any] = {}
+        if spec.native_momentum is not None:
+            options["momentum"] = spec.native_momentum  # probe: Paddle's own argument, as is
+        elif spec.update_weight is not None:
+            options["momentum"] = 1.0 - spec.update_weight  # Paddle's momentum weighs the OLD value
+        if spec.eps is not None:  # None: keep Paddle's default
+            options["epsilon"] = spec.eps  # added to the variance inside the square root
         try:
             bn = cls(
                 spec.num_features,
-                momentum=1.0 - spec.update_weight,  # Paddle's momentum weighs the OLD value
-                epsilon=spec.eps,  # added to the variance inside the square root
+                **options,
                 weight_attr=None if spec.affine else False,  # False: no scale parameter
                 bias_attr=None if spec.affine else False,  # False: no shift parameter
                 data_format=first if spec.channel_axis == "first" else last,
@@ -184,7 +190,9 @@ class PaddleAdapter(Adapter):
         axis = (None if spec.granularity == "element"
                 else [0, channel_axis_index(spec.rank, spec.channel_axis)])
         return paddle.nn.Dropout(
-            p=spec.rate,  # no range check here: Paddle checks p on the first forward
+            # p is the probability to drop, as rate (a native rate is passed as is); no range
+            # check here: Paddle checks p on the first forward
+            p=spec.rate if spec.native_rate is None else spec.native_rate,
             axis=axis,
             # "train": inverted dropout (scale kept values by 1/(1-p), eval identity);
             # "eval": keep values unscaled in training, multiply by (1-p) in eval.

@@ -160,10 +160,16 @@ def _batch_norm(spec: BatchNormSpec, dtype: str) -> KerasLayer:
     if not spec.running_stats:
         raise Unsupported("Keras BatchNormalization always keeps moving statistics and uses "
                           "them in inference; there is no track_running_stats=False")
+    options: dict[str, Any] = {}
+    if spec.native_momentum is not None:
+        options["momentum"] = spec.native_momentum  # probe: Keras' own argument, as is
+    elif spec.update_weight is not None:
+        options["momentum"] = 1.0 - spec.update_weight  # Keras' momentum weighs the OLD value
+    if spec.eps is not None:  # None: keep Keras' default
+        options["epsilon"] = spec.eps  # added to the variance inside the sqrt, as in the reference
     layer = keras.layers.BatchNormalization(
         axis=1 if spec.channel_axis == "first" else -1,  # the channel axis (NCHW vs NHWC)
-        momentum=1.0 - spec.update_weight,  # Keras' momentum weighs the OLD moving value
-        epsilon=spec.eps,  # added to the variance inside the sqrt, as in the reference
+        **options,
         center=spec.affine,  # beta (shift); affine False -> no beta
         scale=spec.affine,  # gamma (scale); affine False -> no gamma
         dtype=dtype,  # variables and output in this dtype (compute is float32 internally)
@@ -185,18 +191,19 @@ def _dropout(spec: DropoutSpec, dtype: str) -> KerasLayer:
     if spec.scaling == "eval":
         raise Unsupported("Keras Dropout is inverted dropout only (scale 1/(1-rate) in "
                           "training, identity in inference); no downscale-in-inference mode")
+    rate = spec.rate if spec.native_rate is None else spec.native_rate  # a native rate as is
     if spec.granularity == "element" or spec.rank == 2:  # rank 2: one draw per (n, c) anyway
-        return keras.layers.Dropout(spec.rate, seed=spec.seed, dtype=dtype)
+        return keras.layers.Dropout(rate, seed=spec.seed, dtype=dtype)
     fmt = "channels_first" if spec.channel_axis == "first" else "channels_last"
     if spec.rank == 4:
-        return keras.layers.SpatialDropout2D(spec.rate, data_format=fmt, seed=spec.seed,
+        return keras.layers.SpatialDropout2D(rate, data_format=fmt, seed=spec.seed,
                                              dtype=dtype)
     if spec.rank == 5:
-        return keras.layers.SpatialDropout3D(spec.rate, data_format=fmt, seed=spec.seed,
+        return keras.layers.SpatialDropout3D(rate, data_format=fmt, seed=spec.seed,
                                              dtype=dtype)
     if spec.rank == 3 and fmt == "channels_last":  # SpatialDropout1D has no data_format
-        return keras.layers.SpatialDropout1D(spec.rate, seed=spec.seed, dtype=dtype)
+        return keras.layers.SpatialDropout1D(rate, seed=spec.seed, dtype=dtype)
     # Otherwise a mask of shape (N, C, 1, ...) / (N, ..., 1, C); None dims take the input's.
     axis = 1 if spec.channel_axis == "first" else spec.rank - 1
     noise = tuple(None if a in (0, axis) else 1 for a in range(spec.rank))
-    return keras.layers.Dropout(spec.rate, noise_shape=noise, seed=spec.seed, dtype=dtype)
+    return keras.layers.Dropout(rate, noise_shape=noise, seed=spec.seed, dtype=dtype)

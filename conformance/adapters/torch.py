@@ -115,14 +115,21 @@ class TorchAdapter(Adapter):
         return _Handle(module.to(target, torch_dtype), layer, torch_dtype, target)
 
     def _batch_norm(self, spec: BatchNormSpec) -> torch.nn.Module:
+        options: dict[str, Any] = {}
+        if spec.native_momentum is not None:
+            options["momentum"] = spec.native_momentum  # probe: torch's own argument, as is
+        elif spec.update == "cumulative":
+            options["momentum"] = None  # torch: momentum=None is the cumulative average
+        elif spec.update_weight is not None:
+            # torch's momentum is the weight of the new batch statistic, as update_weight
+            options["momentum"] = spec.update_weight
+        if spec.eps is not None:  # None: keep torch's default
+            options["eps"] = spec.eps
         module = BATCH_NORMS[spec.rank](
             spec.num_features,
-            eps=spec.eps,
-            # torch's momentum is the weight of the new batch statistic, as update_weight;
-            # None selects the cumulative moving average
-            momentum=None if spec.update == "cumulative" else spec.update_weight,
             affine=spec.affine,
             track_running_stats=spec.running_stats,
+            **options,
         )
         with torch.no_grad():
             for name, values in (("weight", spec.scale), ("bias", spec.shift),
@@ -138,9 +145,11 @@ class TorchAdapter(Adapter):
                               "it has no downscale-in-inference mode")
         if spec.seed is not None:
             torch.manual_seed(spec.seed)
+        # torch's p is the probability to drop, as rate; a native rate is passed as is
+        p = spec.rate if spec.native_rate is None else spec.native_rate
         if spec.granularity == "element":
-            return torch.nn.Dropout(p=spec.rate)
+            return torch.nn.Dropout(p=p)
         if spec.rank not in CHANNEL_DROPOUTS:
             raise Unsupported(f"torch has channel-wise dropout for rank 3 to 5 inputs, not rank {spec.rank}")
         # Dropout1d/2d/3d zero whole channels (one draw per sample and channel)
-        return CHANNEL_DROPOUTS[spec.rank](p=spec.rate)
+        return CHANNEL_DROPOUTS[spec.rank](p=p)
