@@ -164,6 +164,29 @@ def compare(case: Case, observed: CaseRun, settings: dict[str, str],
                 continue
             checks.append(_check_one(case, index, step, quantity, got[quantity], expected,
                                      settings, use_literal))
+    checks.extend(check_masks(case, observed))
+    return checks
+
+
+def check_masks(case: Case, observed: CaseRun) -> list[QuantityCheck]:
+    """Dropout masks (the zero pattern of the output) that must match or differ between two
+    steps. Two independent masks of n units at rate p agree by chance with probability
+    (p^2 + (1-p)^2)^n: below 1e-9 for the sizes the corpus uses."""
+    checks = []
+    for first, second, relation in case.mask_relations:
+        if max(first, second) >= len(observed.steps):
+            continue  # the run stopped before; its error is reported already
+        a, b = (observed.steps[i].get("output") for i in (first, second))
+        if a is None or b is None or a.shape != b.shape:
+            checks.append(QuantityCheck(second, "mask", False, note=f"cannot compare the masks of "
+                                        f"steps {first} and {second}: outputs missing or shaped differently"))
+            continue
+        same = bool(np.array_equal(a == 0, b == 0))
+        ok = same if relation == "same" else not same
+        note = "" if ok else (f"the dropout masks of steps {first} and {second} "
+                              f"{'differ' if relation == 'same' else 'are identical'}; expected them "
+                              f"{'identical' if relation == 'same' else 'to differ'}")
+        checks.append(QuantityCheck(second, "mask", ok, note=note))
     return checks
 
 
@@ -173,7 +196,7 @@ def _check_one(case: Case, index: int, step: Step, quantity: str, got: np.ndarra
     tol = exact if quantity == "batch_count" else case.tolerance
     if use_literal and (index, quantity) in case.literal:
         return compare_arrays(index, quantity, got, case.literal[(index, quantity)], tol)
-    if isinstance(case.layer, DropoutSpec) and step.mode == "train":
+    if isinstance(case.layer, DropoutSpec) and step.action == "forward" and step.mode == "train":
         conv = conventions_for(case.layer, settings)
         assert isinstance(conv, DropoutConventions)
         grad = case.inputs[step.grad_output] if quantity == "grad_input" and step.grad_output else None

@@ -38,7 +38,8 @@ def significant(value: float, digits: int = 3) -> float:
 
 
 def _first_train(case: Case, run: CaseRun, quantity: str) -> tuple[np.ndarray, np.ndarray]:
-    if not run.steps or case.steps[0].mode != "train" or quantity not in run.steps[0]:
+    first = case.steps[0]
+    if not run.steps or first.action != "forward" or first.mode != "train" or quantity not in run.steps[0]:
         raise NotMeasurable(f"needs a first training step that observes {quantity}")
     return case.inputs[case.steps[0].input].astype(np.float64), run.steps[0][quantity]
 

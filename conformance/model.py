@@ -40,7 +40,10 @@ class BatchNormSpec:
     then measures them from the observations. ``native_momentum`` is a probe: the value goes
     to the framework's own momentum argument untranslated, to measure what it means.
     ``running_stats=False`` means the layer keeps no running statistics and uses batch
-    statistics in eval too.
+    statistics in eval too. ``frozen=True`` freezes the statistics: in training mode too the
+    layer normalises with its running statistics and leaves them as they are (PyTorch: the
+    layer kept in eval mode; Paddle: ``use_global_stats=True``; Keras: ``trainable=False``,
+    which also freezes scale and shift, i.e. ``trainable=False`` here).
     """
 
     rank: int
@@ -56,6 +59,8 @@ class BatchNormSpec:
     shift: np.ndarray | None = None
     running_mean: np.ndarray | None = None
     running_var: np.ndarray | None = None
+    frozen: bool = False  # training mode normalises with, and does not update, running stats
+    trainable: bool = True  # False: scale and shift receive no gradient
     kind: Literal["batch_norm"] = "batch_norm"
 
 
@@ -85,15 +90,23 @@ LayerSpec = BatchNormSpec | DropoutSpec
 
 @dataclass(frozen=True)
 class Step:
-    """One forward pass in ``mode`` on input ``input``; ``grad_output`` (an input name) asks
-    for a backward pass of ``sum(grad_output * output)``. ``observe`` lists the quantities
-    recorded after the step."""
+    """One step of a case's program, then the quantities in ``observe`` are recorded.
 
-    mode: Mode
-    input: str
-    observe: tuple[str, ...]
+    ``action="forward"``: a forward pass in ``mode`` on input ``input``, run in ``context``
+    (``plain``; ``no_grad``: gradient recording off; ``inference``: the framework's inference
+    context; ``compiled``: through the framework's graph compiler). ``grad_output`` (an input
+    name) asks for a backward pass of ``sum(grad_output * output)``.
+    ``action="reset"``: re-initialise the running statistics (mean 0, variance 1, count 0).
+    ``action="rebuild"``: construct the layer afresh from the spec (same seed).
+    """
+
+    mode: Mode = "train"
+    input: str = ""
+    observe: tuple[str, ...] = ()
     grad_output: str | None = None
     line: int = 0
+    action: Literal["forward", "reset", "rebuild"] = "forward"
+    context: Literal["plain", "no_grad", "inference", "compiled"] = "plain"
 
 
 @dataclass(frozen=True)
@@ -130,6 +143,7 @@ class Case:
     literal: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
     expect_error: bool = False
     measures: tuple[str, ...] = ()
+    mask_relations: tuple[tuple[int, int, str], ...] = ()  # (step, step, "same"|"different")
     tolerance: Tolerance = DEFAULT_TOLERANCES["float32"]
     devices: tuple[str, ...] = ("cpu", "gpu")
 
@@ -142,7 +156,8 @@ class Case:
             "layer": layer,
             "dtype": self.dtype,
             "inputs": {name: list(a.shape) for name, a in self.inputs.items()},
-            "steps": [{"mode": s.mode, "input": s.input, "grad_output": s.grad_output,
+            "steps": [{"action": s.action, "mode": s.mode, "input": s.input,
+                       "grad_output": s.grad_output, "context": s.context,
                        "observe": list(s.observe)} for s in self.steps],
         }
 

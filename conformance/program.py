@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from conformance.adapters.base import DeviceUnavailable, LayerHandle, Unsupported
-from conformance.model import Case
+from conformance.model import Case, Step
 
 
 @dataclass
@@ -51,9 +51,8 @@ def _execute(build: Callable[[], LayerHandle], case: Case) -> CaseRun:
         return _error(CaseRun(status="error"), exc, step=-1)
     run = CaseRun(status="ok")
     for index, step in enumerate(case.steps):
-        grad_output = case.inputs[step.grad_output] if step.grad_output else None
         try:
-            produced = dict(layer.forward(case.inputs[step.input], step.mode, grad_output))
+            layer, produced = _perform(step, layer, build, case)
             produced.update(layer.state())
         except Unsupported as exc:
             return CaseRun(status="unsupported", steps=run.steps, dtypes=run.dtypes,
@@ -65,6 +64,24 @@ def _execute(build: Callable[[], LayerHandle], case: Case) -> CaseRun:
         # always a copy: an adapter may hand back views of buffers the next step updates
         run.steps.append({q: np.array(v, dtype=np.float64) for q, v in observed.items()})
     return run
+
+
+def _perform(step: Step, layer: LayerHandle, build: Callable[[], LayerHandle],
+             case: Case) -> tuple[LayerHandle, dict[str, np.ndarray]]:
+    """Carry out one step; returns the (possibly rebuilt) layer and what the step produced."""
+    if step.action == "rebuild":
+        return build(), {}
+    if step.action == "reset":
+        reset = getattr(layer, "reset_running_stats", None)
+        if reset is None:
+            raise Unsupported("this adapter cannot reset running statistics")
+        reset()
+        return layer, {}
+    grad_output = case.inputs[step.grad_output] if step.grad_output else None
+    x = case.inputs[step.input]
+    if step.context == "plain":
+        return layer, dict(layer.forward(x, step.mode, grad_output))
+    return layer, dict(layer.forward(x, step.mode, grad_output, context=step.context))
 
 
 def _error(run: CaseRun, exc: BaseException, step: int) -> CaseRun:

@@ -141,16 +141,23 @@ class ReferenceBatchNorm:
         return (x - mean_b) / (np.sqrt(var_b) + self.spec.eps)
 
     def _uses_batch_statistics(self, mode: Mode) -> bool:
-        return (
-            mode == "train"
-            or not self.spec.running_stats
-            or self.conv.eval_statistics == "batch"
-        )
+        if not self.spec.running_stats:
+            return True
+        if mode == "train":
+            return not self.spec.frozen
+        return self.conv.eval_statistics == "batch"
+
+    def reset_running_stats(self) -> None:
+        c = self.spec.num_features
+        self.state = BatchNormState(running_mean=np.zeros(c), running_var=np.ones(c))
 
     def forward(
-        self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None = None
+        self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None = None,
+        context: str = "plain",
     ) -> dict[str, np.ndarray]:
-        """Return ``output`` (and the gradients of ``sum(grad_output * output)``)."""
+        """Return ``output`` (and the gradients of ``sum(grad_output * output)``). The
+        context (plain, no_grad, inference, compiled) changes nothing: a forward pass in
+        training mode updates the statistics wherever it runs."""
         x = np.asarray(x, dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             if self._uses_batch_statistics(mode):
@@ -163,7 +170,7 @@ class ReferenceBatchNorm:
             out = {"output": self.scale.reshape(self.bshape) * x_hat + self.shift.reshape(self.bshape)}
             if grad_output is not None:
                 out.update(self._gradients(x_hat, var, np.asarray(grad_output, np.float64), batch_stats))
-            if mode == "train" and self.spec.running_stats:
+            if mode == "train" and self.spec.running_stats and not self.spec.frozen:
                 self._update_running(mean, var, count=x.size // self.spec.num_features)
         return out
 
@@ -188,8 +195,10 @@ class ReferenceBatchNorm:
             grad_input = scale * inv_std * g
         grads = {"grad_input": grad_input}
         if self.spec.affine:
-            grads["grad_scale"] = (g * x_hat).sum(axis=self.reduce_axes)
-            grads["grad_shift"] = g.sum(axis=self.reduce_axes)
+            # frozen (non-trainable) scale and shift get no gradient, reported as zeros
+            live = 1.0 if self.spec.trainable else 0.0
+            grads["grad_scale"] = live * (g * x_hat).sum(axis=self.reduce_axes)
+            grads["grad_shift"] = live * g.sum(axis=self.reduce_axes)
         return grads
 
     def _update_running(self, mean: np.ndarray, var: np.ndarray, count: int) -> None:
@@ -264,7 +273,8 @@ class ReferenceDropout:
         self.rng = np.random.default_rng(spec.seed)
 
     def forward(
-        self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None = None
+        self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None = None,
+        context: str = "plain",
     ) -> dict[str, np.ndarray]:
         x = np.asarray(x, dtype=np.float64)
         if mode == "eval":

@@ -34,6 +34,7 @@ from conformance.model import (
 
 MAX_SPEC_BYTES = 4 << 20
 MAX_CASE_ELEMENTS = 1 << 25
+FORWARD_ONLY = ("output", "grad_input", "grad_scale", "grad_shift")
 DEFAULT_OBSERVE = {"batch_norm": ("output", "running_mean", "running_var"), "dropout": ("output",)}
 
 
@@ -229,7 +230,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return (f"got {inst!r}; expected lowercase letters, digits, '_', '.', '-' "
                 f"(pattern {error.validator_value})")
     if v in ("oneOf", "minProperties", "maxProperties") and "train" in sch.get("properties", {}):
-        return f"got {dict(inst)!r}; expected exactly one of 'train: INPUT' or 'eval: INPUT'"
+        return (f"got {dict(inst)!r}; expected exactly one of 'train: INPUT', 'eval: INPUT', "
+                "'reset: running_stats' or 'rebuild: layer'")
     return f"{error.message}; expected {v} {error.validator_value!r}"
 
 
@@ -295,7 +297,8 @@ class _CaseBuilder:
         steps = self.steps(raw, where, arrays, kind)
         if steps is None:
             return None
-        layer = self.layer(raw, where, arrays[steps[0].input].shape, arrays, steps)
+        first = next(s for s in steps if s.action == "forward")
+        layer = self.layer(raw, where, arrays[first.input].shape, arrays, steps)
         if layer is None:
             return None
         literal = self.literal(raw, where, steps, arrays, layer)
@@ -319,6 +322,7 @@ class _CaseBuilder:
             literal=literal,
             expect_error=bool(expect.get("error", False)),
             measures=tuple(raw.get("measures", ())),
+            mask_relations=self.masks(raw, where, steps),
             tolerance=tol,
             devices=tuple(raw.get("devices", ("cpu", "gpu"))),
         )
@@ -349,38 +353,68 @@ class _CaseBuilder:
 
     def steps(self, raw: yamlines.LineDict, where: str, arrays: dict[str, np.ndarray],
               kind: str) -> list[Step] | None:
-        allowed = BN_QUANTITIES if kind == "batch_norm" else DROPOUT_QUANTITIES
         default_observe = tuple(raw.get("observe", DEFAULT_OBSERVE[kind]))
         steps, ok = [], True
         for i, item in enumerate(raw["steps"]):
-            mode = "train" if "train" in item else "eval"
-            observe = tuple(item.get("observe", default_observe))
-            line = yamlines.line_of(raw["steps"], [i])
-            for ref in (item[mode], item.get("grad_output")):
-                if ref is not None and ref not in arrays:
-                    self.fail(raw["steps"], i, f"{where}: steps[{i}] names input {ref!r}, which "
-                              f"is not defined; expected one of {', '.join(sorted(arrays))}")
-                    ok = False
-            bad = [q for q in observe if q not in allowed]
-            if bad:
-                self.fail(raw["steps"], i, f"{where}: steps[{i}] observes {', '.join(bad)}, which a "
-                          f"{kind} layer does not have; expected some of {', '.join(allowed)}")
-                ok = False
-            grad = item.get("grad_output")
-            if ok and grad is not None and arrays[grad].shape != arrays[item[mode]].shape:
-                self.fail(raw["steps"], i, f"{where}: steps[{i}] grad_output {grad!r} has shape "
-                          f"{arrays[grad].shape}; expected the input's shape {arrays[item[mode]].shape}")
-                ok = False
-            steps.append(Step(mode=mode, input=item[mode], observe=observe,
-                              grad_output=grad, line=line))
+            step = self.step(raw["steps"], i, item, where, arrays, kind, default_observe)
+            ok = ok and step is not None
+            if step is not None:
+                steps.append(step)
+        if ok and not any(s.action == "forward" for s in steps):
+            self.fail(raw, "steps", f"{where}: no forward step; expected at least one "
+                      "'train: INPUT' or 'eval: INPUT'")
+            return None
         return steps if ok else None
+
+    def step(self, steps: Any, i: int, item: dict[str, Any], where: str,
+             arrays: dict[str, np.ndarray], kind: str,
+             default_observe: tuple[str, ...]) -> Step | None:
+        allowed = BN_QUANTITIES if kind == "batch_norm" else DROPOUT_QUANTITIES
+        line = yamlines.line_of(steps, [i])
+        here = f"{where}: steps[{i}]"
+        if "reset" in item or "rebuild" in item:
+            action = "reset" if "reset" in item else "rebuild"
+            extra = sorted(set(item) - {action, "observe"})
+            if extra:
+                self.fail(steps, i, f"{here}: {action} takes only 'observe', not {', '.join(extra)}")
+                return None
+            state = tuple(q for q in item.get("observe", default_observe) if q not in FORWARD_ONLY)
+            if any(q in FORWARD_ONLY for q in item.get("observe", ())):
+                self.fail(steps, i, f"{here}: a {action} step has no output or gradients to observe; "
+                          f"expected some of {', '.join(q for q in allowed if q not in FORWARD_ONLY)}")
+                return None
+            return Step(action=action, observe=state, line=line)
+        mode = "train" if "train" in item else "eval"
+        observe = tuple(item.get("observe", default_observe))
+        grad = item.get("grad_output")
+        for ref in (item[mode], grad):
+            if ref is not None and ref not in arrays:
+                self.fail(steps, i, f"{here} names input {ref!r}, which is not defined; expected "
+                          f"one of {', '.join(sorted(arrays))}")
+                return None
+        bad = [q for q in observe if q not in allowed]
+        if bad:
+            self.fail(steps, i, f"{here} observes {', '.join(bad)}, which a {kind} layer does not "
+                      f"have; expected some of {', '.join(allowed)}")
+            return None
+        if grad is not None and arrays[grad].shape != arrays[item[mode]].shape:
+            self.fail(steps, i, f"{here} grad_output {grad!r} has shape {arrays[grad].shape}; "
+                      f"expected the input's shape {arrays[item[mode]].shape}")
+            return None
+        context = item.get("context", "plain")
+        if grad is not None and context in ("no_grad", "inference"):
+            self.fail(steps, i, f"{here} asks for gradients in a {context} context; expected "
+                      "grad_output only in a plain or compiled context")
+            return None
+        return Step(mode=mode, input=item[mode], observe=observe, grad_output=grad, line=line,
+                    context=context)
 
     def layer(self, raw: yamlines.LineDict, where: str, shape: tuple[int, ...],
               arrays: dict[str, np.ndarray], steps: list[Step]) -> LayerSpec | None:
         spec = raw["layer"]
         rank = len(shape)
         axis = 1 if spec.get("channel_axis", "first") == "first" else rank - 1
-        for step in steps:
+        for step in (s for s in steps if s.action == "forward"):
             other = arrays[step.input].shape
             if len(other) != rank or (rank > 1 and other[axis] != shape[axis]):
                 self.fail(raw, "steps", f"{where}: input {step.input!r} has shape {other}; "
@@ -416,6 +450,8 @@ class _CaseBuilder:
             native_momentum=None if "native_momentum" not in spec else float(spec["native_momentum"]),
             affine=bool(spec.get("affine", True)),
             running_stats=bool(spec.get("running_stats", True)),
+            frozen=bool(spec.get("frozen", False)),
+            trainable=bool(spec.get("trainable", True)),
             **per_channel,
         )
 
@@ -435,13 +471,31 @@ class _CaseBuilder:
                           f"{', '.join(steps[step].observe)}")
                 continue
             value = np.asarray(item["value"], dtype=np.float64)
-            shape = _quantity_shape(item["quantity"], arrays[steps[step].input].shape, layer)
+            input_shape = arrays[steps[step].input].shape if steps[step].input else ()
+            shape = _quantity_shape(item["quantity"], input_shape, layer)
             if value.shape != shape:
                 self.fail(values, i, f"{where}: expect.values[{i}] {item['quantity']} has shape "
                           f"{value.shape}; expected {shape}")
                 continue
             literal[(step, item["quantity"])] = value
         return literal
+
+
+    def masks(self, raw: yamlines.LineDict, where: str,
+              steps: list[Step]) -> tuple[tuple[int, int, str], ...]:
+        masks = raw.get("expect", {}).get("masks", {})
+        relations = []
+        for relation in ("same", "different"):
+            for i, pair in enumerate(masks.get(relation, [])):
+                a, b = int(pair[0]), int(pair[1])
+                bad = [n for n in (a, b) if n >= len(steps) or steps[n].action != "forward"
+                       or "output" not in steps[n].observe]
+                if bad:
+                    self.fail(masks, relation, f"{where}: expect.masks.{relation}[{i}] names step "
+                              f"{bad[0]}; expected forward steps that observe output")
+                    continue
+                relations.append((a, b, relation))
+        return tuple(relations)
 
 
 def _quantity_shape(quantity: str, input_shape: tuple[int, ...], layer: LayerSpec) -> tuple[int, ...]:

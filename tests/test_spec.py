@@ -295,7 +295,7 @@ def test_unknown_key_with_did_you_mean() -> None:
     text = variant("kind:", "    # line 5", text)
     text = variant("eps:", "    # line 6", text)
     assert_error(text, 4, "cases[0].layer: unknown key 'updte_weight'",
-                 "did you mean 'update_weight'?", "expected one of", "eps, kind,")
+                 "did you mean 'update_weight'?", "expected one of", "eps, frozen, kind,")
 
 
 def test_unknown_key_in_a_block_mapping_is_reported_at_its_own_line() -> None:
@@ -540,7 +540,7 @@ def test_literal_expect_value_of_the_wrong_shape() -> None:
 
 def test_step_with_both_train_and_eval_says_to_give_exactly_one() -> None:
     assert_error(variant("- eval: x", "      - {eval: x, train: x}"), 12,
-                 "expected exactly one of 'train: INPUT' or 'eval: INPUT'")
+                 "expected exactly one of 'train: INPUT', 'eval: INPUT', 'reset: running_stats' or 'rebuild: layer'")
 
 
 def test_literal_values_that_overflow_the_dtype_are_refused() -> None:

@@ -40,11 +40,18 @@ class Documented:
 
 class LayerHandle(Protocol):
     def forward(
-        self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None
+        self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None, context: str = "plain"
     ) -> dict[str, np.ndarray]:
         """Run one forward pass in ``mode``. Return ``output`` and, when ``grad_output`` is
         given, the gradients of ``sum(grad_output * output)``: ``grad_input`` and, for an
-        affine batch norm, ``grad_scale`` and ``grad_shift``."""
+        affine batch norm, ``grad_scale`` and ``grad_shift`` (zeros when they are frozen).
+        ``context`` is ``plain``, ``no_grad``, ``inference`` or ``compiled`` (raise
+        ``Unsupported`` for one the framework lacks)."""
+        ...
+
+    def reset_running_stats(self) -> None:
+        """Running mean 0, running variance 1, batch count 0 (optional: a handle without it
+        makes ``reset`` steps ``unsupported``)."""
         ...
 
     def state(self) -> dict[str, np.ndarray]:

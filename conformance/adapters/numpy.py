@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from conformance import inputs
-from conformance.adapters.base import Adapter, DeviceUnavailable
+from conformance.adapters.base import Adapter, DeviceUnavailable, Unsupported
 from conformance.model import BatchNormSpec, LayerSpec, Mode
 from conformance.reference import ReferenceBatchNorm, ReferenceDropout, build_reference
 
@@ -25,13 +25,19 @@ class _Handle:
     def __init__(self, layer: ReferenceBatchNorm | ReferenceDropout, dtype: str) -> None:
         self.layer, self.dtype = layer, dtype
 
-    def forward(self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None) -> dict[str, np.ndarray]:
-        out = self.layer.forward(x, mode, grad_output)
+    def forward(self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None,
+                context: str = "plain") -> dict[str, np.ndarray]:
+        out = self.layer.forward(x, mode, grad_output, context)
         # a float32 framework rounds its results to float32; so does this stand-in
         return {k: inputs.round_to_dtype(v, self.dtype) for k, v in out.items()}
 
     def state(self) -> dict[str, np.ndarray]:
         return self.layer.observe()
+
+    def reset_running_stats(self) -> None:
+        if not isinstance(self.layer, ReferenceBatchNorm):
+            raise Unsupported("dropout has no running statistics")
+        self.layer.reset_running_stats()
 
 
 class NumpyAdapter(Adapter):
