@@ -1,4 +1,4 @@
-"""``conformance`` command line: run, validate, list, frameworks.
+"""``conformance`` command line: run, validate, list, conventions, report, frameworks.
 
 Exit codes: 0 nothing unexpected; 1 an unexpected divergence, error or stale expectation;
 2 bad usage or a bad spec.
@@ -69,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     conventions.add_argument("paths", nargs="*", default=["results"], help="results files or folders")
     conventions.add_argument("--format", choices=("md", "json"), default="md")
 
+    report = sub.add_parser("report", help="merge results files (from any machines) into one report")
+    report.add_argument("paths", nargs="*", default=["results"],
+                        help="results files or folders of them (default: results)")
+    report.add_argument("--format", choices=("text", "md", "html", "json", "junit"), default="text")
+    report.add_argument("--out", "-o", default=None, metavar="FILE", help="write here (default: stdout)")
+
     frameworks = sub.add_parser("frameworks", help="installed frameworks, versions and devices")
     frameworks.add_argument("--format", choices=("text", "json"), default="text")
     return parser
@@ -122,6 +128,7 @@ def select_frameworks(names: str, adapters: Sequence[str]) -> list[AdapterRef]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from conformance.report.progress import live_progress
     from conformance.runner import print_summary, run
 
     refs = select_frameworks(args.framework, args.adapter)
@@ -132,26 +139,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"note: {ref.name} is not installed; its cases are skipped. To install it: "
                   f"{ref.install_hint}", file=sys.stderr)
     registry_dir = args.expectations or ("expectations" if Path("expectations").is_dir() else None)
-    progress = None if args.quiet or not sys.stderr.isatty() else _progress(len(cases) * len(devices))
-    outcome = run(cases, refs, devices, args.out, registry_dir, progress, args.timeout)
+    # rich bars per framework on a terminal; nothing when stderr is not one or CI is set
+    with live_progress([r.name for r in refs], devices, len(cases), enabled=not args.quiet) as progress:
+        outcome = run(cases, refs, devices, args.out, registry_dir, progress, args.timeout)
     print_summary(outcome)
     print(f"\nresults written to {args.out}/")
     return EXIT_FINDINGS if outcome.exit_code else EXIT_OK
-
-
-def _progress(total: int) -> Any:
-    done: dict[str, int] = {}
-    lock = threading.Lock()
-
-    def report(framework: str, device: str, entry: dict[str, Any]) -> None:
-        with lock:
-            key = f"{framework}-{device}"
-            done[key] = done.get(key, 0) + 1
-            line = "  ".join(f"{k} {n}/{total}" for k, n in sorted(done.items()))
-            sys.stderr.write(f"\r{line}\033[K")
-            sys.stderr.flush()
-
-    return report
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -183,6 +176,35 @@ def cmd_conventions(args: argparse.Namespace) -> int:
     table = conventions.rows(documents)
     print(conventions.to_json(table) if args.format == "json" else conventions.to_markdown(table), end="")
     return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Merge results into one matrix and render it; exit 1 when a cell is unexpected."""
+    import os
+    import shutil
+
+    from conformance import report
+    from conformance.report.findings import summary_line
+    from conformance.report.plots import MissingDependency
+
+    terminal = args.out is None and args.format == "text" and sys.stdout.isatty()
+    try:
+        matrix = report.load(args.paths)
+        text = report.render(matrix, args.format, color=terminal and not os.environ.get("NO_COLOR"),
+                             width=shutil.get_terminal_size().columns if terminal else None)
+    except report.ResultsFileError as exc:  # already "file: what is wrong; expected ..."
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    except MissingDependency as exc:
+        raise UsageError(str(exc)) from None
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        print(f"{summary_line(matrix)}\n{args.format} report written to {out}")
+    return EXIT_FINDINGS if matrix.unexpected() else EXIT_OK
 
 
 def cmd_frameworks(args: argparse.Namespace) -> int:
@@ -222,4 +244,4 @@ def cmd_frameworks(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "conventions": cmd_conventions, "validate": cmd_validate, "list": cmd_list, "frameworks": cmd_frameworks}
+COMMANDS = {"run": cmd_run, "conventions": cmd_conventions, "report": cmd_report, "validate": cmd_validate, "list": cmd_list, "frameworks": cmd_frameworks}

@@ -96,37 +96,39 @@ class Finding:
         """(label, text) lines: quantity, error, first step, convention, fix, registry."""
         e = self.entry
         lines: list[tuple[str, str]] = []
+        if e.get("stale"):
+            lines.append(("stale", str(e.get("message", ""))))
+        elif e.get("verdict") in ("unsupported", "skipped"):
+            lines.append(("reason", str(e.get("message", ""))))
         worst = e.get("worst") or {}
         quantities = e.get("divergent_quantities") or ([worst["quantity"]] if "quantity" in worst else [])
         if quantities:
             lines.append(("quantity", ", ".join(quantities)))
         if worst:
-            lines.append(("error", f"max abs {_num(worst.get('max_abs_error'))}, max rel "
+            lines.append(("error", (f"max abs {_num(worst.get('max_abs_error'))}, max rel "
                           f"{_num(worst.get('max_rel_error'))} at {worst.get('quantity')} step "
                           f"{worst.get('step')} index {tuple(worst.get('worst_index') or ())} "
-                          f"(observed {_num(worst.get('observed'))}, expected {_num(worst.get('expected'))})"))
+                          f"(observed {_num(worst.get('observed'))}, expected {_num(worst.get('expected'))})")))
         if "first_divergent_step" in e:
             lines.append(("starts at step", str(e["first_divergent_step"])))
         error = e.get("error") or {}
-        if error and e.get("verdict") in ("error", "divergence"):
-            step = error.get("step")
-            lines.append(("raised", f"{'at construction' if step == -1 else f'at step {step}'}: "
-                          f"{error.get('message', '')}"))
+        if error and e.get("verdict") == "error":
+            lines.append(("raised", str(error.get("message", e.get("message", "")))))
         lines.extend(self._explanation())
         if e.get("expected"):
             exp = e["expected"]
             lines.append(("registry", f"{exp.get('registry', '')}: {str(exp.get('reason', '')).strip()} "
                           f"{exp.get('link', '')}".strip()))
-        if e.get("message"):
-            lines.append(("message", str(e["message"])))
         return lines
 
     def _explanation(self) -> list[tuple[str, str]]:
         e = self.entry
         explained = e.get("explained_by") or {}
         if not explained:
-            if e.get("verdict") == "divergence":
-                return [("convention", "none found: no alternative convention reproduces it")]
+            if e.get("verdict") == "divergence" and not e.get("stale"):
+                message = str(e.get("message", ""))
+                return [("convention", message.split("; ", 1)[1] if "; " in message else
+                         message or "no known convention explains it")]
             return []
         names = ", ".join(f"{k}={v}" for k, v in explained.items())
         kind = "documented" if e.get("verdict") == "convention" else "not documented by the framework"
@@ -143,7 +145,7 @@ class Finding:
     def snippet(self) -> str:
         """Code in the framework's own API reproducing the case up to where it starts."""
         program = self.entry.get("program")
-        if not program:
+        if not program or self.entry.get("verdict") in ("unsupported", "skipped"):
             return ""
         until = self.entry.get("first_divergent_step")
         error = self.entry.get("error") or {}

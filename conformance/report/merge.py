@@ -17,9 +17,10 @@ directly inside), or a report written by ``conformance report --format json``
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from conformance import RESULTS_SCHEMA
 from conformance.verdicts import VERDICTS

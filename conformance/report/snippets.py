@@ -18,7 +18,8 @@ Only the spec's parameters are known here, not values measured by the run.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 Program = dict[str, Any]
 FRAMEWORKS = ("torch", "paddle", "tf")
@@ -285,11 +286,11 @@ def _tf_dropout(layer: dict[str, Any], dtype: str) -> list[str]:
         return lines + [f"layer = keras.layers.Dropout({rate}{seed})  # rate: {comment}"]
     fmt = "channels_first" if first else "channels_last"
     if rank in (4, 5):
-        return lines + [f"layer = keras.layers.SpatialDropout{rank - 2}D({rate}, data_format={fmt!r}{seed})"
-                        f"  # whole channels; channel_axis: {'first' if first else 'last'}"]
+        return lines + [(f"layer = keras.layers.SpatialDropout{rank - 2}D({rate}, data_format={fmt!r}{seed})"
+                        f"  # whole channels; channel_axis: {'first' if first else 'last'}")]
     noise = tuple(None if a in (0, _channel_index(layer)) else 1 for a in range(rank))
-    return lines + [f"layer = keras.layers.Dropout({rate}, noise_shape={noise}{seed})"
-                    "  # one draw per (sample, channel): the mask is broadcast along the 1 axes"]
+    return lines + [(f"layer = keras.layers.Dropout({rate}, noise_shape={noise}{seed})"
+                    "  # one draw per (sample, channel): the mask is broadcast along the 1 axes")]
 
 
 def _tf_step(step: dict[str, Any], layer: dict[str, Any], observe: list[str],

@@ -1,0 +1,67 @@
+"""The report as Markdown, for pull-request comments: the runs, the matrix with one row per
+case (worst first), then every non-conforming cell in a collapsible block with its facts and
+a snippet that reproduces it."""
+
+from __future__ import annotations
+
+from conformance.report.findings import (
+    Finding,
+    findings,
+    mark,
+    rows_worst_first,
+    severity,
+    summary_line,
+)
+from conformance.report.merge import Matrix
+
+ICONS = ("\u274c", "\u26a0\ufe0f", "\u2139\ufe0f", "\u2796", "\u23ed\ufe0f", "\u2705")  # by severity
+
+
+def render(matrix: Matrix) -> str:
+    lines = ["## Conformance report", "", summary_line(matrix), ""]
+    lines += ["| column | version | device name | python | from |", "|---|---|---|---|---|"]
+    for col in matrix.columns:
+        env = col.environment or {}
+        lines.append(_row([col.label, col.framework_version, str(env.get("device_name", "?")),
+                           str(env.get("python", "?")), ", ".join(f"`{s}`" for s in col.sources)]))
+    lines += ["", "| case | " + " | ".join(c.label for c in matrix.columns) + " |",
+              "|---|" + "---|" * len(matrix.columns)]
+    for case_id in rows_worst_first(matrix):
+        cells = []
+        for col in matrix.columns:
+            entry = matrix.cell(case_id, col)
+            text = f"{ICONS[severity(entry)]} {mark(entry)}" if entry else "-"
+            found = Finding(case_id, col, entry) if entry and severity(entry) <= 3 else None
+            cells.append(f"[{text}](#{found.anchor})" if found else text)
+        lines.append(_row([f"`{case_id}`", *cells]))
+    lines += ["", ("`*` expected by the registry, `!` unexpected, `STALE` a registry entry no longer "
+              "needed, `-` no result."), ""]
+    found = findings(matrix)
+    if found:
+        lines += ["### Non-conforming cells, worst first", ""]
+    for finding in found:
+        lines += _finding(finding)
+    if matrix.notes:
+        lines += ["### Notes", ""] + [f"- {_escape(n)}" for n in matrix.notes] + [""]
+    return "\n".join(lines)
+
+
+def _finding(finding: Finding) -> list[str]:
+    lines = [f'<a id="{finding.anchor}"></a>', "<details>",
+             (f"<summary>{ICONS[finding.severity]} <code>{finding.case_id}</code> "
+             f"[{finding.column.label}]: <b>{mark(finding.entry)}</b></summary>"), ""]
+    lines += [f"- **{label}**: {_escape(text)}" for label, text in finding.facts()]
+    code = finding.snippet()
+    if code:
+        lines += ["", f"Reproduce with {finding.column.framework}:", "", "```python", code.rstrip(), "```"]
+    return lines + ["", "</details>", ""]
+
+
+def _escape(text: str) -> str:
+    """Keep table cells and list items on one line; ``|`` and ``<`` would break them."""
+    return (text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
+            .replace("\r", " ").replace("\n", " "))
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") if not c.startswith("[") else c for c in cells) + " |"
