@@ -129,9 +129,10 @@ def test_run_numpy_on_the_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
 
     # the numpy adapter IS the reference: every case conforms, except those whose spec expects
-    # the framework to refuse the program (rate_above_one), which the reference does refuse
+    # the framework to refuse the program (invalid rates), which the reference does refuse
     expected = {c.id: "expected-error" if c.expect_error else "conforms" for c in corpus}
-    assert [i for i, v in expected.items() if v == "expected-error"] == ["dropout/train_eval::rate_above_one"]
+    assert [i for i, v in expected.items() if v == "expected-error"] == [
+        "dropout/train_eval::rate_above_one", "dropout/train_eval::rate_below_zero"]
 
     doc = json.loads((out_dir / "numpy-cpu.json").read_text())
     assert doc["schema"] == RESULTS_SCHEMA
