@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
                      "(default: ./expectations when it exists)")
     run.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                      help="per-case time limit; a case past it is an error and its worker restarts")
+    run.add_argument("--resume", action="store_true",
+                     help="keep the cases an interrupted run already logged in --out and run the rest")
     run.add_argument("--quiet", "-q", action="store_true", help="no per-case progress")
 
     validate = sub.add_parser("validate", help="check spec files; exit 2 on the first bad one")
@@ -141,7 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     registry_dir = args.expectations or ("expectations" if Path("expectations").is_dir() else None)
     # rich bars per framework on a terminal; nothing when stderr is not one or CI is set
     with live_progress([r.name for r in refs], devices, len(cases), enabled=not args.quiet) as progress:
-        outcome = run(cases, refs, devices, args.out, registry_dir, progress, args.timeout)
+        outcome = run(cases, refs, devices, args.out, registry_dir, progress, args.timeout, args.resume)
     print_summary(outcome)
     print(f"\nresults written to {args.out}/")
     return EXIT_FINDINGS if outcome.exit_code else EXIT_OK

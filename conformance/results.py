@@ -48,6 +48,36 @@ def results_path(out_dir: str | Path, framework: str, device: str, suffix: str =
     return Path(out_dir) / f"{framework}-{device}{suffix}"
 
 
+def start_log(out_dir: str | Path, framework: str, device: str, version: str) -> None:
+    """A fresh log whose first line says which framework version it belongs to."""
+    path = results_path(out_dir, framework, device, ".jsonl")
+    path.write_text(json.dumps({"log_of": framework, "framework_version": version}) + "\n",
+                    encoding="utf-8")
+
+
+def read_log(out_dir: str | Path, framework: str, device: str, version: str) -> dict[str, dict[str, Any]]:
+    """The entries of an earlier, interrupted run of the same framework version, by case id
+    (empty when there is none). A line cut short by the interruption is ignored."""
+    path = results_path(out_dir, framework, device, ".jsonl")
+    if not path.is_file():
+        return {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        header = json.loads(lines[0]) if lines else {}
+    except json.JSONDecodeError:
+        return {}
+    if header.get("framework_version") != version:
+        return {}
+    done = {}
+    for line in lines[1:]:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        done[entry["id"]] = entry
+    return done
+
+
 def append_log(out_dir: str | Path, framework: str, device: str, entry: dict[str, Any]) -> None:
     path = results_path(out_dir, framework, device, ".jsonl")
     with path.open("a", encoding="utf-8") as log:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from conformance import expectations, results
 from conformance.adapters import AdapterRef
@@ -29,8 +30,10 @@ class FrameworkSession:
     registry of expected divergences, and one results document per device."""
 
     def __init__(self, ref: AdapterRef, registry_dir: Path | None, out_dir: Path | None = None,
-                 case_timeout_s: float = CASE_TIMEOUT_S) -> None:
+                 case_timeout_s: float = CASE_TIMEOUT_S, resume: bool = False) -> None:
         self.ref = ref
+        self.resume = resume
+        self.finished: dict[str, dict[str, dict[str, Any]]] = {}  # device -> id -> entry
         self.case_timeout_s = case_timeout_s
         self.registry_dir = registry_dir
         self.out_dir = out_dir
@@ -67,12 +70,26 @@ class FrameworkSession:
                 environment = self.worker.environment(device)
             self.documents[device] = results.new_results(self.info, device, environment)
             if self.out_dir is not None:
-                results.results_path(self.out_dir, self.info["name"], device, ".jsonl").unlink(missing_ok=True)
+                self.finished[device] = self._restart_log(device)
         return self.documents[device]
+
+    def _restart_log(self, device: str) -> dict[str, dict[str, Any]]:
+        """With ``resume``, the cases a killed run already logged (same framework version);
+        otherwise a fresh log. The log's first line records the version it belongs to."""
+        assert self.out_dir is not None
+        name, version = self.info["name"], self.info["version"]
+        done = results.read_log(self.out_dir, name, device, version) if self.resume else {}
+        if not done:
+            results.start_log(self.out_dir, name, device, version)
+        return done
 
     def run_case(self, case: Case, device: str) -> dict[str, Any]:
         """Run and judge one case; the entry is recorded in the device's document."""
         doc = self.document(device)
+        if case.id in self.finished.get(device, {}):
+            entry = self.finished[device][case.id]  # finished before the run was interrupted
+            doc["cases"].append(entry)
+            return entry
         entry = self._judge(case, device)
         expectations.apply(entry, self.entries, self.info["version"], device)
         doc["cases"].append(entry)
@@ -124,9 +141,9 @@ class RunOutcome:
 
 def run_framework(ref: AdapterRef, cases: list[Case], devices: list[str], out_dir: Path | None,
                   registry_dir: Path | None, progress: Progress | None = None,
-                  case_timeout_s: float = CASE_TIMEOUT_S) -> list[dict[str, Any]]:
+                  case_timeout_s: float = CASE_TIMEOUT_S, resume: bool = False) -> list[dict[str, Any]]:
     """All cases on all devices for one framework, in one long-lived worker."""
-    session = FrameworkSession(ref, registry_dir, out_dir, case_timeout_s)
+    session = FrameworkSession(ref, registry_dir, out_dir, case_timeout_s, resume)
     try:
         for device in devices:
             session.document(device)
@@ -141,7 +158,7 @@ def run_framework(ref: AdapterRef, cases: list[Case], devices: list[str], out_di
 
 def run(cases: list[Case], refs: list[AdapterRef], devices: list[str], out_dir: str | Path | None,
         registry_dir: str | Path | None = None, progress: Progress | None = None,
-        case_timeout_s: float = CASE_TIMEOUT_S) -> RunOutcome:
+        case_timeout_s: float = CASE_TIMEOUT_S, resume: bool = False) -> RunOutcome:
     """Run every framework in its own worker, side by side; never lose one framework's
     results to another's failure."""
     out = Path(out_dir) if out_dir is not None else None
@@ -153,8 +170,8 @@ def run(cases: list[Case], refs: list[AdapterRef], devices: list[str], out_dir: 
 
     def one(ref: AdapterRef) -> None:
         try:
-            docs = run_framework(ref, cases, devices, out, registry, progress, case_timeout_s)
-        except Exception as exc:  # a bug in one framework's thread must not lose the others
+            docs = run_framework(ref, cases, devices, out, registry, progress, case_timeout_s, resume)
+        except Exception as exc:  # noqa: BLE001 - a bug in one framework's thread must not lose the others
             with lock:
                 outcome.problems.append(f"{ref.name}: {type(exc).__name__}: {exc}")
             return

@@ -114,3 +114,13 @@ class BrokenImport(NumpyAdapter):
 
     def __init__(self) -> None:
         raise ImportError("simulated: libframework.so: cannot open shared object file")
+
+
+class Slow(NumpyAdapter):
+    """The reference, a quarter of a second per case: slow enough to be killed midway."""
+
+    name = "slow"
+
+    def build(self, layer: LayerSpec, dtype: str, device: str) -> Any:
+        time.sleep(0.25)
+        return super().build(layer, dtype, device)

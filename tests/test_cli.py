@@ -142,7 +142,8 @@ def test_run_numpy_on_the_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert {c["id"]: c["verdict"] for c in doc["cases"]} == expected
     assert not any(c["unexpected"] for c in doc["cases"])
     # the per-case log holds the same cases
-    log = (out_dir / "numpy-cpu.jsonl").read_text().splitlines()
+    header, *log = (out_dir / "numpy-cpu.jsonl").read_text().splitlines()
+    assert json.loads(header) == {"log_of": "numpy", "framework_version": np.__version__}
     assert [json.loads(line)["id"] for line in log] == [c["id"] for c in doc["cases"]]
 
     # summary table: a header naming the column, one row per case with its verdict, totals
