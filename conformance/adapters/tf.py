@@ -40,42 +40,92 @@ def _to_numpy(t: Any) -> np.ndarray:
 
 
 class _TfHandle:
-    """One Keras layer, driven eagerly on one device in one dtype."""
+    """One Keras layer, driven on one device in one dtype, eagerly or through a
+    ``tf.function`` (the ``compiled`` context)."""
 
-    def __init__(self, layer: KerasLayer, dtype: str, device: str, bn: bool) -> None:
-        self.layer, self.dtype, self.device, self.bn = layer, tf.as_dtype(dtype), device, bn
+    def __init__(self, layer: KerasLayer, spec: LayerSpec, dtype: str, device: str) -> None:
+        self.layer, self.spec, self.dtype, self.device = layer, spec, tf.as_dtype(dtype), device
+        self.bn_spec = spec if isinstance(spec, BatchNormSpec) else None
+        self.bn = self.bn_spec is not None
+        self._compiled: Any = None  # the tf.function, built on first use and kept per handle
 
     def forward(
-        self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None
+        self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None, context: str = "plain"
     ) -> dict[str, np.ndarray]:
-        """Call the layer with ``training=(mode == "train")``; with ``grad_output``, take
-        the gradients of ``sum(grad_output * output)`` with a ``GradientTape``."""
+        """Call the layer in ``mode``; with ``grad_output``, take the gradients of
+        ``sum(grad_output * output)`` with a ``GradientTape``.
+
+        Contexts: ``plain`` and ``no_grad`` are both an eager call. Keras/TensorFlow have no
+        no-grad context (no ``torch.no_grad`` counterpart): eager ops record nothing unless a
+        ``GradientTape`` is open, so an eager call without a tape *is* the native no-grad
+        pass (and the spec never asks for gradients under no_grad). ``compiled`` runs the same
+        call inside a ``tf.function`` (graph mode, as ``model.fit`` does), cached on this
+        handle; the moving statistics are read back from the variables afterwards, so a
+        training-mode update made in the graph is observed as it is. ``inference`` is
+        unsupported: TensorFlow has no inference-mode context distinct from a tape-less call
+        (``predict`` forces training=False, i.e. the eval mode, not a context).
+        """
+        if context == "inference":
+            raise Unsupported(
+                "TensorFlow/Keras have no inference-mode context (torch.inference_mode, "
+                "paddle's inference mode): an eager call without a GradientTape is the only "
+                "no-recording pass, and it is already the no_grad context; Keras' predict() "
+                "forces training=False (eval mode) rather than providing a context")
+        if context not in ("plain", "no_grad", "compiled"):
+            raise ValueError(f"unknown forward context {context!r}")
+        if context == "no_grad" and grad_output is not None:
+            raise ValueError("a no_grad forward pass cannot produce gradients")
+        training = mode == "train"
+        if self.bn_spec is not None and self.bn_spec.frozen and self.bn_spec.trainable:
+            # Statistics frozen, scale/shift still learning: Keras has no single switch for
+            # it; the common practice is calling the layer with training=False inside the
+            # training step (normalise with, and keep, the moving statistics) while gamma and
+            # beta stay in trainable_weights and get their gradients.
+            training = False
+        # (frozen and not trainable: layer.trainable = False was set at build time and the
+        # layer gets the mode's training flag as is; Keras itself then runs in inference mode.)
         with tf.device(self.device):
             xt = tf.cast(tf.constant(x), self.dtype)
-            training = mode == "train"
-            if grad_output is None:
-                return {"output": _to_numpy(self.layer(xt, training=training))}
-            g = tf.cast(tf.constant(grad_output), self.dtype)
-            with tf.GradientTape() as tape:
-                tape.watch(xt)
-                y = self.layer(xt, training=training)
-                # The sum in float32 (float64 for float64); the cotangent dL/dy = g exactly.
-                wide = tf.float64 if self.dtype == tf.float64 else tf.float32
-                loss = tf.reduce_sum(tf.cast(y, wide) * tf.cast(g, wide))
-            sources: list[Any] = [xt]
-            if self.bn and self.layer.scale:
-                sources.append(self.layer.gamma)
-            if self.bn and self.layer.center:
-                sources.append(self.layer.beta)
-            # Dropout(rate=1) returns tf.zeros_like(x): unconnected, so ask for zeros.
-            grads = tape.gradient(loss, sources,
-                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            out = {"output": _to_numpy(y), "grad_input": _to_numpy(grads[0])}
-            if self.bn and self.layer.scale:
-                out["grad_scale"] = _to_numpy(grads[1])
-            if self.bn and self.layer.center:
-                out["grad_shift"] = _to_numpy(grads[-1])
-            return out
+            g = None if grad_output is None else tf.cast(tf.constant(grad_output), self.dtype)
+            if context == "compiled":
+                if self._compiled is None:
+                    self._compiled = tf.function(self._call)
+                result = self._compiled(xt, training, g)
+            else:
+                result = self._call(xt, training, g)
+        return {k: _to_numpy(v) for k, v in result.items()}
+
+    def _call(self, xt: Any, training: bool, g: Any) -> dict[str, Any]:
+        """The layer call (and its gradients), eager or traced by ``tf.function``."""
+        if g is None:
+            return {"output": self.layer(xt, training=training)}
+        # Gradients with respect to the input and the layer's trainable_weights, as a Keras
+        # train step takes them: a weight Keras marks non-trainable (layer.trainable=False,
+        # or Variable.trainable=False) is not among them and gets no gradient, reported as
+        # zeros like the reference does.
+        params = list(self.layer.trainable_weights)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            y = self.layer(xt, training=training)
+            # The sum in float32 (float64 for float64); the cotangent dL/dy = g exactly.
+            wide = tf.float64 if self.dtype == tf.float64 else tf.float32
+            loss = tf.reduce_sum(tf.cast(y, wide) * tf.cast(g, wide))
+        # Dropout(rate=1) returns tf.zeros_like(x): unconnected, so ask for zeros.
+        grads = tape.gradient(loss, [xt, *params],
+                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        out = {"output": y, "grad_input": grads[0]}
+        if self.bn_spec is not None and self.bn_spec.affine:
+            for key, var in (("grad_scale", self.layer.gamma), ("grad_shift", self.layer.beta)):
+                hit = [gr for p, gr in zip(params, grads[1:]) if p is var]
+                out[key] = hit[0] if hit else tf.zeros(var.shape, var.dtype)
+        return out
+
+    def reset_running_stats(self) -> None:
+        """moving_mean <- 0, moving_variance <- 1 (Keras counts no batches)."""
+        if not self.bn:
+            raise Unsupported("Keras Dropout has no running statistics to reset")
+        for var, fill in ((self.layer.moving_mean, 0.0), (self.layer.moving_variance, 1.0)):
+            var.assign(tf.fill(var.shape, tf.cast(fill, var.dtype)))
 
     def state(self) -> dict[str, np.ndarray]:
         """Moving statistics of a batch norm. Keras counts no batches: no ``batch_count``."""
@@ -139,9 +189,9 @@ class TfAdapter(Adapter):
                 "the CUDA build (pip install 'tensorflow[and-cuda]') on a machine with an "
                 "NVIDIA driver" if device == "gpu" else f"unknown device {device!r}")
         with tf.device(_TF_DEVICE[device]):
-            if isinstance(layer, BatchNormSpec):
-                return _TfHandle(_batch_norm(layer, dtype), dtype, _TF_DEVICE[device], True)
-            return _TfHandle(_dropout(layer, dtype), dtype, _TF_DEVICE[device], False)
+            native = _batch_norm(layer, dtype) if isinstance(layer, BatchNormSpec) \
+                else _dropout(layer, dtype)
+            return _TfHandle(native, layer, dtype, _TF_DEVICE[device])
 
 
 def _device_name(device: str) -> str:
@@ -183,6 +233,18 @@ def _batch_norm(spec: BatchNormSpec, dtype: str) -> KerasLayer:
                         (layer.beta if spec.affine else None, spec.shift)):
         if var is not None and values is not None:
             var.assign(tf.cast(np.asarray(values, np.float64).reshape(-1), var.dtype))
+    if spec.frozen and not spec.trainable:
+        # Keras' own freeze switch: a non-trainable BatchNormalization runs in inference mode
+        # even when called with training=True (moving statistics used and kept), and gamma
+        # and beta leave trainable_weights.
+        layer.trainable = False
+    elif not spec.trainable and spec.affine:
+        # Scale and shift frozen, statistics still updating: layer.trainable=False would also
+        # freeze the statistics, but a Keras 3 Variable has a public ``trainable`` setter;
+        # gamma and beta marked non-trainable leave layer.trainable_weights (what a train
+        # step differentiates and the optimizer updates) while the layer keeps training.
+        layer.gamma.trainable = False
+        layer.beta.trainable = False
     return layer
 
 
