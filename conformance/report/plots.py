@@ -98,9 +98,7 @@ def heat_map(matrix: Matrix) -> bytes:
 def _cmap() -> Any:
     from matplotlib import colormaps
 
-    cmap = colormaps["YlOrRd"].copy()
-    cmap.set_bad("#d9d9d9")  # masked: no numbers
-    return cmap
+    return colormaps["YlOrRd"].with_extremes(bad="#d9d9d9")  # bad (masked): no numbers
 
 
 def has_statistics(matrix: Matrix, case_id: str) -> bool:

@@ -1,0 +1,61 @@
+"""A short program in a framework's own API that reproduces a case: the layer built with the
+neutral parameters translated (each translation commented on its line), then the steps as
+``train()``/``eval()`` calls (torch, Paddle) or ``training=True/False`` (Keras), printing
+what the case observes.
+
+Translations, with ``w`` the spec's ``update_weight`` (the weight of the NEW batch statistic
+in ``running <- (1 - w) * running + w * batch``):
+
+- torch ``momentum = w``; a cumulative average is ``momentum=None``.
+- Paddle and Keras ``momentum = 1 - w`` (their momentum weighs the OLD value).
+- ``eps`` is torch's ``eps`` and Paddle's / Keras' ``epsilon``; the channel axis is Paddle's
+  ``data_format`` and Keras' ``axis``; ``affine`` is torch's ``affine``, Paddle's
+  ``weight_attr``/``bias_attr=False`` and Keras' ``center``/``scale``.
+
+One module per framework (``torch``, ``paddle``, ``tf``), each with the same functions:
+``imports()``, ``tensor(name, shape, dtype)``, ``batch_norm(layer, dtype)``,
+``dropout(layer, dtype)``, ``reset(layer)`` and ``forward(step, layer, observe, switch)``.
+Inputs are random with the case's shapes (the kit's own values come from the spec's seeds).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+Program = dict[str, Any]
+FRAMEWORKS = ("torch", "paddle", "tf")
+
+
+def snippet(program: Program, framework: str, until_step: int | None = None,
+            focus: list[str] | None = None) -> str:
+    """Code for ``framework`` (torch, paddle, tf) running ``program``'s steps up to
+    ``until_step`` (all by default) and printing the observed quantities (only those in
+    ``focus`` when given). Empty for other frameworks."""
+    if framework not in FRAMEWORKS:
+        return ""
+    api = importlib.import_module(f"conformance.report.snippets.{framework}")
+    layer, dtype = program["layer"], program.get("dtype", "float32")
+    steps = program["steps"][: None if until_step is None else until_step + 1]
+    names = list(dict.fromkeys(n for s in steps for n in (s.get("input"), s.get("grad_output")) if n))
+    lines = [*api.imports(), "", "rng = np.random.default_rng(0)  # random inputs of the case's shapes"]
+    lines += [api.tensor(n, program["inputs"][n], dtype) for n in names if n in program["inputs"]]
+    construction = (api.batch_norm if layer.get("kind") == "batch_norm" else api.dropout)(layer, dtype)
+    lines += construction
+    mode = ""
+    for i, step in enumerate(steps):
+        action = step.get("action", "forward")
+        wanted = [q for q in step.get("observe", ["output"]) if focus is None or q in focus]
+        if action == "rebuild":
+            lines += ["", f"# step {i}: rebuild the layer from the spec (same seed)", *construction]
+            mode = ""
+        elif action == "reset":
+            lines += ["", f"# step {i}: reset the running statistics (mean 0, variance 1)",
+                      *api.reset(layer), *api.prints(wanted)]
+        else:
+            context = step.get("context", "plain")
+            where = "" if context == "plain" else f", {context}"
+            lines += ["", f"# step {i}: {step['mode']} on {step['input']}{where}"]
+            lines += api.forward(step, layer, wanted, step["mode"] != mode)
+            mode = step["mode"]
+    return "\n".join(lines) + "\n"
