@@ -153,6 +153,9 @@ def _schema_errors(doc: Any) -> list[tuple[int, str]]:
     validator = jsonschema.Draft202012Validator(schema())
     found = []
     for error in validator.iter_errors(doc):
+        if error.validator in ("oneOf", "anyOf") and not isinstance(error.instance, dict) \
+                and error.schema.get("type") == "object":
+            continue  # the value is not a mapping at all: its type error says so
         error = _deepest(error)
         path = list(error.absolute_path)
         where = _path_text(path)
@@ -470,7 +473,12 @@ class _CaseBuilder:
                           f"{step}, which that step does not observe; expected one of "
                           f"{', '.join(steps[step].observe)}")
                 continue
-            value = np.asarray(item["value"], dtype=np.float64)
+            try:
+                value = np.asarray(item["value"], dtype=np.float64)
+            except ValueError:
+                self.fail(values, i, f"{where}: expect.values[{i}] is ragged; expected a "
+                          "rectangular nested list of numbers")
+                continue
             input_shape = arrays[steps[step].input].shape if steps[step].input else ()
             shape = _quantity_shape(item["quantity"], input_shape, layer)
             if value.shape != shape:
