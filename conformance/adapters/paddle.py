@@ -43,26 +43,69 @@ def _to_numpy(t: paddle.Tensor) -> np.ndarray:
     return np.array(t.numpy())
 
 
+class _Compiled(paddle.nn.Layer):
+    """A wrapper whose forward calls the wrapped layer, so that ``paddle.jit.to_static`` can
+    compile it without turning the wrapped layer itself into a static function (to_static on
+    a layer replaces that layer's own ``forward``, which would compile the plain steps too).
+    Mode switches propagate: ``train()``/``eval()`` on the wrapper reach the wrapped layer,
+    and the compiled program reads and updates the wrapped layer's parameters and buffers."""
+
+    def __init__(self, inner: paddle.nn.Layer) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.inner(x)
+
+
 class _PaddleHandle:
     """Drives one native layer: mode switching, forward, backward, state."""
 
-    def __init__(self, layer: paddle.nn.Layer, dtype: str, running_stats: bool) -> None:
+    def __init__(self, layer: paddle.nn.Layer, dtype: str, running_stats: bool,
+                 affine: bool = False, trainable: bool = True) -> None:
         self.layer = layer
         self.dtype = dtype
         self.running_stats = running_stats  # a batch norm whose running statistics are reported
+        self.affine = affine  # a batch norm with scale and shift parameters
+        self.trainable = trainable  # False: scale and shift are stop_gradient (no gradient)
+        self._compiled: paddle.nn.Layer | None = None  # the to_static wrapper, built once
 
     def _tensor(self, a: np.ndarray) -> paddle.Tensor:
         """Numpy -> tensor of the case dtype on the current device (cast natively)."""
         wide = np.float64 if self.dtype == "float64" else np.float32
         return paddle.to_tensor(np.asarray(a, dtype=wide)).astype(self.dtype)  # type: ignore[arg-type]
 
+    def _runner(self, context: str) -> paddle.nn.Layer:
+        if context == "compiled":
+            if self._compiled is None:
+                # full_graph=True: the AST transcription into one static program (it converts
+                # or raises; the default SOT mode may silently fall back to eager execution
+                # on a graph break, which would not test compilation). Cached per handle.
+                self._compiled = paddle.jit.to_static(_Compiled(self.layer), full_graph=True)
+            return self._compiled
+        return self.layer
+
     def forward(
-        self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None
+        self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None, context: str = "plain"
     ) -> dict[str, np.ndarray]:
-        self.layer.train() if mode == "train" else self.layer.eval()
+        if context == "inference":
+            # torch.inference_mode has no dygraph counterpart in Paddle: paddle.no_grad is the
+            # only switch (that is the no_grad context), and paddle.inference is the deployment
+            # predictor for exported models, which runs no training-mode pass on a live layer.
+            raise Unsupported("Paddle has no inference-mode context in dynamic-graph mode "
+                              "(only paddle.no_grad; paddle.inference is the predictor for "
+                              "exported models, not a context for a live layer)")
+        if context not in ("plain", "no_grad", "compiled"):
+            raise Unsupported(f"unknown forward context {context!r}")
+        runner = self._runner(context)
+        runner.train() if mode == "train" else runner.eval()
         xt = self._tensor(x)
         xt.stop_gradient = grad_output is None
-        y = self.layer(xt)
+        if context == "no_grad":
+            with paddle.no_grad():
+                y = runner(xt)
+        else:
+            y = runner(xt)
         out = {"output": _to_numpy(y)}
         if grad_output is not None:
             # d/dx sum(g * y): seed the backward pass with g directly (equivalent, and needs
@@ -75,8 +118,25 @@ class _PaddleHandle:
                 out["grad_scale"] = _to_numpy(weight.grad)
             if bias is not None and bias.grad is not None:
                 out["grad_shift"] = _to_numpy(bias.grad)
+            if self.affine and not self.trainable:
+                # stop_gradient parameters get no gradient (grad stays None); the kit reports
+                # a frozen parameter's gradient as zeros. Measured, not assumed: a gradient
+                # Paddle did produce is reported as is.
+                for name, param in (("grad_scale", weight), ("grad_shift", bias)):
+                    if name not in out and param is not None:
+                        out[name] = np.zeros(param.shape, dtype=_to_numpy(param).dtype)
             self.layer.clear_gradients()
         return out
+
+    def reset_running_stats(self) -> None:
+        # Paddle's batch norm has no reset method (and keeps no batch count): the buffers are
+        # set to their initial values, mean 0 and variance 1, in their own dtype. A layer
+        # without running statistics still has the (unused) buffers: resetting them changes
+        # nothing observable, as torch's reset on track_running_stats=False.
+        if not hasattr(self.layer, "_mean"):
+            raise Unsupported("dropout has no running statistics")
+        for buf, fill in ((self.layer._mean, 0.0), (self.layer._variance, 1.0)):
+            buf.set_value(np.full(buf.shape, fill, dtype=_to_numpy(buf).dtype))
 
     def state(self) -> dict[str, np.ndarray]:
         # Paddle keeps no count of batches seen, so there is no ``batch_count``.
@@ -138,7 +198,15 @@ class PaddleAdapter(Adapter):
             )
         paddle.set_device("cpu" if device == "cpu" else "gpu:0")
         if isinstance(layer, BatchNormSpec):
-            return _PaddleHandle(self._batch_norm(layer, dtype), dtype, layer.running_stats)
+            if device == "cpu" and dtype in ("float16", "bfloat16"):
+                # Measured (Paddle 3.3.1, CPU build): the first forward raises "The kernel with
+                # key (CPU, Undefined(AnyLayout), float16) of kernel `batch_norm` is not
+                # registered ... Paddle support following DataTypes: float64, float32" (same
+                # for bfloat16). GPU builds have half kernels and run natively.
+                raise Unsupported(f"Paddle {self.version()} has no CPU kernel for batch_norm "
+                                  f"in {dtype} (only float32 and float64 are registered)")
+            return _PaddleHandle(self._batch_norm(layer, dtype), dtype, layer.running_stats,
+                                 affine=layer.affine, trainable=layer.trainable)
         return _PaddleHandle(self._dropout(layer), dtype, running_stats=False)
 
     def _batch_norm(self, spec: BatchNormSpec, dtype: str) -> paddle.nn.Layer:
@@ -170,7 +238,10 @@ class PaddleAdapter(Adapter):
                 # both modes, the closest to "no running statistics"; the buffers still exist
                 # (state() does not report them). Measured: in eval, Paddle 3.3 still updates
                 # them and its backward then uses them, not the batch statistics.
-                use_global_stats=None if spec.running_stats else False,
+                # True: Paddle's native switch for frozen statistics, running statistics in
+                # both modes and no update ("use_global_stats" on the API page).
+                use_global_stats=(False if not spec.running_stats
+                                  else True if spec.frozen else None),
             )
         finally:
             paddle.set_default_dtype(saved)
@@ -180,6 +251,10 @@ class PaddleAdapter(Adapter):
             if values is not None and param is not None:
                 param.set_value(np.asarray(values, dtype=param.numpy().dtype)
                                 .reshape(spec.num_features))
+        if spec.affine and not spec.trainable:
+            # scale and shift get no gradient (the same as ParamAttr(trainable=False))
+            bn.weight.stop_gradient = True
+            bn.bias.stop_gradient = True
         return bn
 
     def _dropout(self, spec: DropoutSpec) -> paddle.nn.Layer:
