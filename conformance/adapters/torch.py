@@ -10,12 +10,18 @@ counts batches in ``num_batches_tracked``.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from conformance.adapters.base import Adapter, DeviceUnavailable, Unsupported
+from conformance.adapters.base import (
+    Adapter,
+    DeviceUnavailable,
+    Documented,
+    Unsupported,
+)
 from conformance.model import BatchNormSpec, DropoutSpec, LayerSpec, Mode
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32,
@@ -27,6 +33,8 @@ CHANNEL_DROPOUTS = {3: torch.nn.Dropout1d, 4: torch.nn.Dropout2d, 5: torch.nn.Dr
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
     t = t.detach().cpu()
+    # the dtype is kept as torch computed it (float16 stays float16), except bfloat16, which
+    # numpy cannot hold: widened to float32, exactly (every bfloat16 value is a float32 value)
     # .numpy() shares memory with CPU tensors; running buffers change in place later
     return (t.float() if t.dtype == torch.bfloat16 else t).numpy().copy()
 
@@ -40,41 +48,93 @@ def _channels_to_back(x: torch.Tensor, channel_axis: str) -> torch.Tensor:
     return x if channel_axis == "first" or x.dim() == 2 else torch.movedim(x, 1, -1)
 
 
+CONTEXTS = ("plain", "no_grad", "inference", "compiled")
+
+
 class _Handle:
     def __init__(self, module: torch.nn.Module, spec: LayerSpec, dtype: torch.dtype,
                  device: torch.device) -> None:
         self.module, self.spec, self.dtype, self.device = module, spec, dtype, device
+        self._compiled: Any = None  # torch.compile(module), built on the first compiled step
 
-    def forward(self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None) -> dict[str, np.ndarray]:
+    def _callable(self, context: str) -> Any:
+        if context != "compiled":
+            return self.module
+        if self._compiled is None:
+            if not hasattr(torch, "compile"):
+                raise Unsupported(f"torch {torch.__version__} has no torch.compile (added in 2.0)")
+            # backend="aot_eager": Dynamo captures the graph and AOTAutograd functionalises it
+            # (the buffer mutations of the running statistics included) and traces the
+            # backward, exactly the path the default inductor backend takes, but the graphs
+            # then run with eager kernels, so no C++/Triton compiler is needed. "eager" would
+            # skip AOTAutograd, the part that decides whether the buffer updates survive.
+            self._compiled = torch.compile(self.module, backend="aot_eager")
+        return self._compiled
+
+    def _set_mode(self, mode: Mode) -> None:
         self.module.train(mode == "train")
+        if mode == "train" and isinstance(self.spec, BatchNormSpec) and self.spec.frozen:
+            # PyTorch's own way to freeze batch norm inside a model that trains: keep the BN
+            # module in eval mode (it then normalises with, and does not update, its running
+            # statistics; requires_grad of weight/bias is separate, see ``trainable``)
+            self.module.eval()
+
+    def forward(self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None,
+                context: str = "plain") -> dict[str, np.ndarray]:
+        if context not in CONTEXTS:
+            raise Unsupported(f"the torch adapter knows the contexts {', '.join(CONTEXTS)}, "
+                              f"not {context!r}")
+        self._set_mode(mode)
+        call = self._callable(context)
         xt = torch.as_tensor(np.asarray(x, dtype=np.float64)).to(self.device, self.dtype)
         xt.requires_grad_(grad_output is not None)
-        y = _channels_to_back(self.module(_channels_to_front(xt, self.spec.channel_axis)),
-                              self.spec.channel_axis)
+        if context == "no_grad":
+            scope: Any = torch.no_grad()
+        elif context == "inference":
+            scope = torch.inference_mode()
+        else:
+            scope = contextlib.nullcontext()
+        with scope:
+            y = _channels_to_back(call(_channels_to_front(xt, self.spec.channel_axis)),
+                                  self.spec.channel_axis)
         out = {"output": _to_numpy(y)}
         if grad_output is not None:
+            # a backward pass of an output computed under no_grad/inference_mode raises in
+            # torch; that refusal is the framework's answer and is recorded as such
             g = torch.as_tensor(np.asarray(grad_output, np.float64)).to(self.device, self.dtype)
             (y * g).sum().backward()
-            out["grad_input"] = _to_numpy(xt.grad)
-            weight, bias = getattr(self.module, "weight", None), getattr(self.module, "bias", None)
-            if weight is not None and weight.grad is not None:
-                out["grad_scale"] = _to_numpy(weight.grad)
-                out["grad_shift"] = _to_numpy(bias.grad)
+            if xt.grad is not None:
+                out["grad_input"] = _to_numpy(xt.grad)
+            for name, quantity in (("weight", "grad_scale"), ("bias", "grad_shift")):
+                param = getattr(self.module, name, None)
+                if param is None:
+                    continue
+                if param.grad is not None:
+                    out[quantity] = _to_numpy(param.grad)
+                elif not param.requires_grad:
+                    # trainable=False: the parameter gets no gradient, reported as zeros
+                    out[quantity] = _to_numpy(torch.zeros_like(param))
             self.module.zero_grad(set_to_none=True)
         return out
 
+    def reset_running_stats(self) -> None:
+        reset = getattr(self.module, "reset_running_stats", None)
+        if reset is None:
+            raise Unsupported(f"torch {type(self.module).__name__} has no running statistics")
+        reset()  # torch's own: running_mean 0, running_var 1, num_batches_tracked 0
+
     def state(self) -> dict[str, np.ndarray]:
-        m = self.module
-        if getattr(m, "running_mean", None) is None:
-            return {}
-        return {"running_mean": _to_numpy(m.running_mean), "running_var": _to_numpy(m.running_var),
-                "batch_count": _to_numpy(m.num_batches_tracked)}
+        buffers: dict[str, torch.Tensor | None] = {
+            name: getattr(self.module, attr, None) for name, attr in (
+                ("running_mean", "running_mean"), ("running_var", "running_var"),
+                ("batch_count", "num_batches_tracked"))}
+        return {name: _to_numpy(t) for name, t in buffers.items() if t is not None}
 
 
 class TorchAdapter(Adapter):
     name = "torch"
     install_hint = 'pip install "conformance[torch]"  (or: pip install torch)'
-    documented = {}  # PyTorch's documented conventions are the kit's canonical ones
+    documented: ClassVar[dict[str, Documented]] = {}  # PyTorch's documented conventions are the kit's canonical ones
 
     def version(self) -> str:
         return str(torch.__version__)
@@ -137,6 +197,10 @@ class TorchAdapter(Adapter):
                 target = getattr(module, name, None)
                 if values is not None and target is not None:
                     target.copy_(torch.as_tensor(values))
+        if not spec.trainable and spec.affine:
+            # trainable=False: scale and shift take no gradient (torch's requires_grad_(False))
+            module.weight.requires_grad_(False)
+            module.bias.requires_grad_(False)
         return module
 
     def _dropout(self, spec: DropoutSpec) -> torch.nn.Module:
