@@ -138,12 +138,15 @@ def test_text_puts_the_worst_first(two_machines: list[Path]) -> None:
     assert [r.split()[1] for r in table_rows] == [
         "bn/hand::bug", "bn/hand::known", "bn/hand::biased", "bn/hand::cumulative", "bn/hand::conforming"]
     assert "divergence!" in table_rows[0] and "error*" in table_rows[1]
-    details = text[text.index("Non-conforming cells"):]
-    assert details.index("bn/hand::bug [paddle-gpu]") < details.index("bn/hand::known [torch-cpu]") \
-        < details.index("bn/hand::biased [paddle-cpu]")
-    assert "convention: bn.running_var_estimator=biased (documented)" in details
-    assert "fix: multiply by m/(m-1)" in details
+    details = text[text.index("Divergences and errors, worst first"):]
+    assert details.index("bn/hand::bug [paddle-gpu]") < details.index("bn/hand::known [torch-cpu]")
     assert "starts at step: 1" in details and "momentum=0.9" in details  # Paddle's snippet
+    # cells that one documented convention explains: grouped per column, one line per case
+    groups = text[text.index("Documented conventions and unsupported features"):]
+    assert "paddle-cpu: bn.running_var_estimator=biased (documented convention), 1 case(s)" in groups
+    assert "fix: multiply by m/(m-1)" in groups
+    assert "bn/hand::biased: running_var; max abs 0.01, max rel 0.005; from step 0" in groups
+    assert "torch-cpu: unsupported, 1 case(s)" in groups and "bn/hand::cumulative: no cumulative average" in groups
 
 
 def test_every_non_conforming_cell_has_its_facts_and_snippet(two_machines: list[Path]) -> None:
@@ -161,10 +164,15 @@ def test_every_non_conforming_cell_has_its_facts_and_snippet(two_machines: list[
 def test_markdown_has_a_row_per_case(two_machines: list[Path]) -> None:
     matrix = load(two_machines)
     md = render(matrix, "md")
-    rows = [line for line in md.splitlines() if line.startswith("| `bn/hand::")]
+    lines = md.splitlines()
+    start = lines.index("| case | " + " | ".join(c.label for c in matrix.columns) + " |") + 2
+    rows = lines[start:lines.index("", start)]
     assert len(rows) == len(matrix.case_ids) == 5
     assert all(row.count(" | ") == len(matrix.columns) for row in rows)
     assert "```python" in md and "<details>" in md
+    # convention cells are grouped per column and explanation, and their matrix links land there
+    assert "[paddle-cpu] bn.running_var_estimator=biased (documented convention): 1 case(s)" in md
+    assert '<a id="f-bn-hand--biased-paddle-cpu"></a>' in md and "(#f-bn-hand--biased-paddle-cpu)" in md
 
 
 def test_html_is_self_contained_with_heat_map_and_statistics_plots(two_machines: list[Path]) -> None:
@@ -366,7 +374,7 @@ def test_progress_bars_on_a_terminal_and_nothing_in_ci(monkeypatch: pytest.Monke
         assert progress is not None
         progress("torch", "cpu", {"verdict": "conforms"})
         progress("torch", "cpu", {"verdict": "divergence"})
-    assert "torch-cpu" in screen.getvalue() and "2/2" in screen.getvalue() and "1 divergence" in screen.getvalue()
+    assert "torch-cpu" in screen.getvalue() and "2/2" in screen.getvalue() and "1 div" in screen.getvalue()
     with live_progress(["torch"], ["cpu"], 2, stream=io.StringIO()) as progress:
         assert progress is None  # not a terminal
     monkeypatch.setenv("CI", "true")

@@ -142,6 +142,19 @@ class Finding:
                 lines.append(("documented at", str(conv["link"])))
         return lines
 
+    def summary(self) -> str:
+        """One line: what differs, by how much, from which step (or the reason)."""
+        e = self.entry
+        if e.get("verdict") in ("unsupported", "skipped"):
+            return str(e.get("message", ""))
+        worst = e.get("worst") or {}
+        parts = [", ".join(e.get("divergent_quantities") or [str(worst.get("quantity", "?"))])]
+        if worst:
+            parts.append(f"max abs {_num(worst.get('max_abs_error'))}, max rel {_num(worst.get('max_rel_error'))}")
+        if "first_divergent_step" in e:
+            parts.append(f"from step {e['first_divergent_step']}")
+        return "; ".join(parts)
+
     def snippet(self) -> str:
         """Code in the framework's own API reproducing the case up to where it starts."""
         program = self.entry.get("program")
@@ -162,6 +175,45 @@ def findings(matrix: Matrix) -> list[Finding]:
              if entry is not None and severity(entry) <= 3]
     order = {case_id: i for i, case_id in enumerate(matrix.case_ids)}
     return sorted(found, key=lambda f: (*sort_key(f.entry), order[f.case_id], f.column.label))
+
+
+@dataclass
+class Group:
+    """Cells of one column that one documented convention explains, or that the column does
+    not support: the compact form of many similar cells (text and Markdown)."""
+
+    column: Column
+    title: str
+    members: list[Finding]
+
+    @property
+    def severity(self) -> int:
+        return self.members[0].severity
+
+    def shared(self) -> list[tuple[str, str]]:
+        """The facts all members share: fix and documentation link."""
+        return [(label, text) for label, text in self.members[0].facts()
+                if label in ("fix", "documented at")]
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(case id, one-line summary) per member, worst first."""
+        return [(f.case_id, f.summary()) for f in self.members]
+
+
+def grouped(found: list[Finding]) -> tuple[list[Finding], list[Group]]:
+    """Split findings into those shown one by one (unexpected and registry-expected cells)
+    and groups of convention and unsupported cells per column and explanation."""
+    single = [f for f in found if f.severity <= 1]
+    groups: dict[tuple[str, str], Group] = {}
+    for f in found:
+        if f.severity <= 1:
+            continue
+        explained = f.entry.get("explained_by") or {}
+        title = (", ".join(f"{k}={v}" for k, v in explained.items()) + " (documented convention)"
+                 if f.severity == 2 else "unsupported")
+        groups.setdefault((f.column.label, title), Group(f.column, title, [])).members.append(f)
+    ordered = sorted(groups.values(), key=lambda g: (g.severity, g.column.label, -len(g.members)))
+    return single, ordered
 
 
 def counts(matrix: Matrix) -> dict[str, int]:

@@ -40,6 +40,7 @@ SEVERITY_TEXT = ("unexpected (fails CI)", "expected by the registry", "documente
 
 def render(matrix: Matrix) -> str:
     """The whole page. Raises ``plots.MissingDependency`` when matplotlib is missing."""
+    plots.require()
     heat = plots.heat_map(matrix)
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              "<title>Conformance report</title>", f"<style>{CSS}</style></head><body>",
@@ -48,9 +49,10 @@ def render(matrix: Matrix) -> str:
              "<h2>Heat map</h2>", _img(heat, "heat map of errors, case x column"),
              "<h2>Non-conforming cells, worst first</h2>"]
     parts += [_finding(f) for f in findings(matrix)] or ["<p>None: every cell conforms.</p>"]
-    stats = [c for c in matrix.case_ids if plots.has_statistics(matrix, c)]
+    stats = [c for c in rows_worst_first(matrix) if plots.has_statistics(matrix, c)]
     if stats:
-        parts.append("<h2>Running statistics per step</h2>")
+        parts.append("<h2>Running statistics per step</h2><p>Cases with running statistics observed "
+                     "after two steps or more, worst first.</p>")
     for case_id in stats:
         parts += [f'<h3 id="{_anchor(case_id)}"><code>{escape(case_id)}</code></h3>',
                   _img(plots.statistics(matrix, case_id), f"running statistics of {case_id}")]

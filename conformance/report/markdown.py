@@ -1,12 +1,16 @@
 """The report as Markdown, for pull-request comments: the runs, the matrix with one row per
-case (worst first), then every non-conforming cell in a collapsible block with its facts and
-a snippet that reproduces it."""
+case (worst first), then every divergence and error in a collapsible block with its facts and
+a snippet that reproduces it, then per column the cells one documented convention explains
+(a line per case, the fix, one snippet) and the unsupported ones, so that the comment stays
+short."""
 
 from __future__ import annotations
 
 from conformance.report.findings import (
     Finding,
+    Group,
     findings,
+    grouped,
     mark,
     rows_worst_first,
     severity,
@@ -36,11 +40,15 @@ def render(matrix: Matrix) -> str:
         lines.append(_row([f"`{case_id}`", *cells]))
     lines += ["", ("`*` expected by the registry, `!` unexpected, `STALE` a registry entry no longer "
               "needed, `-` no result."), ""]
-    found = findings(matrix)
-    if found:
-        lines += ["### Non-conforming cells, worst first", ""]
-    for finding in found:
+    single, groups = grouped(findings(matrix))
+    if single:
+        lines += ["### Divergences and errors, worst first", ""]
+    for finding in single:
         lines += _finding(finding)
+    if groups:
+        lines += ["### Documented conventions and unsupported features, per column", ""]
+    for group in groups:
+        lines += _group(group)
     if matrix.notes:
         lines += ["### Notes", ""] + [f"- {_escape(n)}" for n in matrix.notes] + [""]
     return "\n".join(lines)
@@ -55,6 +63,21 @@ def _finding(finding: Finding) -> list[str]:
     if code:
         lines += ["", f"Reproduce with {finding.column.framework}:", "", "```python", code.rstrip(), "```"]
     return lines + ["", "</details>", ""]
+
+
+def _group(group: Group) -> list[str]:
+    """One collapsible block per column and explanation; every member cell links here."""
+    lines = [*(f'<a id="{f.anchor}"></a>' for f in group.members), "<details>",
+             (f"<summary>{ICONS[group.severity]} [{group.column.label}] {_escape(group.title)}: "
+             f"{len(group.members)} case(s)</summary>"), ""]
+    lines += [f"- **{label}**: {_escape(text)}" for label, text in group.shared()]
+    lines += ["", "| case | what differs |" if group.severity == 2 else "| case | reason |", "|---|---|"]
+    lines += [_row([f"`{case_id}`", _escape(text)]) for case_id, text in group.rows()]
+    code = group.members[0].snippet() if group.severity == 2 else ""
+    if code:
+        lines += ["", f"Reproduce with {group.column.framework} (`{group.members[0].case_id}`):", "",
+                  "```python", code.rstrip(), "```"]
+    return [*lines, "", "</details>", ""]
 
 
 def _escape(text: str) -> str:

@@ -19,91 +19,97 @@ from conformance.report.merge import Matrix
 
 INSTALL = 'pip install "conformance[report]"  (or: pip install matplotlib)'
 STAT_QUANTITIES = ("running_mean", "running_var")
-FLOOR = -9.0
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")  # one per column: overlapping lines stay visible  # log10 of an error of 0 is drawn as 1e-9
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")  # one per column: overlapping lines stay visible
 
 
 class MissingDependency(RuntimeError):
     """An optional package the requested output needs is not installed."""
 
 
-def _figure(width: float, height: float) -> Any:
+def require() -> None:
+    """Raise ``MissingDependency`` (with the install command) when matplotlib is missing."""
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        import matplotlib  # noqa: F401
     except ImportError:
         raise MissingDependency("the HTML report draws its pictures with matplotlib, which is not "
                                 f"installed; install it with: {INSTALL}") from None
-    figure = Figure(figsize=(width, height), dpi=80, layout="constrained")
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=72)
     FigureCanvasAgg(figure)
     return figure
 
 
 def _png(figure: Any) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    figure.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.1)
     return buffer.getvalue()
 
 
 def largest_error(entry: dict[str, Any] | None) -> float | None:
-    """The largest relative error over all checks of a cell, or the absolute one for a
-    check whose relative error is 0 (expected values of 0); None: no numbers."""
-    if entry is None:
+    """The largest error over the checks of a cell that fail their tolerance: relative, or
+    absolute where the relative error is 0 (expected values of 0). 0.0: every check is
+    within tolerance; None: no values (an error, unsupported, skipped, missing)."""
+    if entry is None or not entry.get("checks"):
         return None
-    errors = []
-    for check in entry.get("checks") or []:
+    errors = [0.0]
+    for check in entry["checks"]:
+        if check.get("ok", True):
+            continue
         try:
             rel, abs_ = float(check.get("max_rel_error", 0.0)), float(check.get("max_abs_error", 0.0))
-        except (TypeError, ValueError):  # "nan" / "inf"
+        except (TypeError, ValueError):  # "nan" / "inf" written as strings
             rel = abs_ = math.inf
         errors.append(rel if rel > 0 or math.isnan(rel) else abs_)
-    return max(errors) if errors else None
+    return max(errors)
 
 
 def heat_map(matrix: Matrix) -> bytes:
-    """Case x column, coloured by log10 of the largest error of every check (relative,
-    absolute where the expected value is 0);
-    cells without numbers (errors, unsupported, skipped) are grey; each cell is labelled
-    with its verdict."""
+    """Case x column: cells with checks outside tolerance coloured by log10 of their largest
+    error, green where every check is within tolerance, grey where there are no values; each
+    cell is labelled with its verdict."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
     rows = rows_worst_first(matrix)
-    values = np.full((len(rows), len(matrix.columns)), np.nan)
-    for i, case_id in enumerate(rows):
-        for j, col in enumerate(matrix.columns):
-            error = largest_error(matrix.cell(case_id, col))
-            if error is not None:
-                values[i, j] = FLOOR if error <= 0 else min(math.log10(error), 6.0)
+    errors = [[largest_error(matrix.cell(c, col)) for col in matrix.columns] for c in rows]
+    failing = [math.log10(e) for row in errors for e in row if e]
+    low, top = (min(min(failing), -3.0), max(max(failing), 0.0)) if failing else (-3.0, 0.0)
+    norm, cmap = Normalize(vmin=low, vmax=min(top, 6.0)), colormaps["YlOrRd"]
+    colors = np.zeros((len(rows), len(matrix.columns), 4))
+    for i, row in enumerate(errors):
+        for j, error in enumerate(row):
+            colors[i, j] = (cmap(norm(min(math.log10(error), 6.0))) if error
+                            else (0.85, 0.94, 0.82, 1.0) if error == 0.0 else (0.85, 0.85, 0.85, 1.0))
     figure = _figure(2.0 + 1.6 * len(matrix.columns) + 0.07 * max(map(len, rows or [""])),
-                     1.4 + 0.32 * len(rows))
+                     1.4 + 0.3 * len(rows))
     ax = figure.add_subplot()
-    top = max(1.0, float(np.nanmax(values)) if np.isfinite(values).any() else 1.0)
-    cmap = _cmap()
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=FLOOR, vmax=top, aspect="auto")
+    ax.imshow(colors, aspect="auto")
     for i, case_id in enumerate(rows):
         for j, col in enumerate(matrix.columns):
             entry = matrix.cell(case_id, col)
             label = SHORT.get(str(entry["verdict"]), "?") if entry else "-"
             if entry and (entry.get("stale") or mark(entry).endswith("!")):
                 label += "!"
-            dark = np.isfinite(values[i, j]) and values[i, j] > FLOOR + 0.7 * (top - FLOOR)
-            ax.text(j, i, label, ha="center", va="center", fontsize=8,
-                    color="white" if dark else "black")
+            dark = bool(errors[i][j]) and norm(math.log10(errors[i][j])) > 0.7
+            ax.text(j, i, label, ha="center", va="center", fontsize=8, color="white" if dark else "black")
     ax.set_xticks(range(len(matrix.columns)), [c.label for c in matrix.columns], rotation=20, ha="right")
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
-    ax.set_title("Largest relative error over all checks (absolute where the expected value "
-                 "is 0); grey: no values", fontsize=9)
-    figure.colorbar(image, ax=ax, label="log10 error", shrink=0.8)
+    ax.set_title("Largest error outside tolerance (relative; absolute where the expected value is 0)\n"
+                 "green: every check within tolerance; grey: no values", fontsize=9)
+    figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="log10 error", shrink=0.6)
     return _png(figure)
 
 
-def _cmap() -> Any:
-    from matplotlib import colormaps
-
-    return colormaps["YlOrRd"].with_extremes(bad="#d9d9d9")  # bad (masked): no numbers
-
-
 def has_statistics(matrix: Matrix, case_id: str) -> bool:
-    """Whether some column recorded running statistics for the case."""
-    return any(q in ((matrix.cell(case_id, col) or {}).get("series") or {})
+    """Whether some column recorded running statistics for the case after two steps or more
+    (a single step is a point: the matrix and the details say it)."""
+    return any(len((((matrix.cell(case_id, col) or {}).get("series") or {}).get(q) or {}).get("steps", [])) >= 2
                for col in matrix.columns for q in STAT_QUANTITIES)
 
 
@@ -116,6 +122,7 @@ def statistics(matrix: Matrix, case_id: str) -> bytes:
                   if any(q in ((matrix.cell(case_id, c) or {}).get("series") or {}) for c in matrix.columns)]
     figure = _figure(4.6 * len(quantities), 5.4)
     axes = figure.subplots(2, len(quantities), squeeze=False, sharex=True)
+    figure.subplots_adjust(hspace=0.3, wspace=0.25)
     colors = colormaps["tab10"]
     program = matrix.case_info(case_id).get("program") or {}
     eval_steps = [i for i, s in enumerate(program.get("steps", [])) if s.get("mode") == "eval"]

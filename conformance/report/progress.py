@@ -1,5 +1,5 @@
 """Live progress of ``conformance run``: one bar per framework and device (cases done, and
-how many did not conform so far), drawn with ``rich`` on stderr only when stderr is a
+how many did not conform so far: div, err, conv, n/a, skip), drawn with ``rich`` on stderr only when stderr is a
 terminal and the ``CI`` environment variable is not set; otherwise nothing at all, so CI
 logs keep only the summary."""
 
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 Progress = Callable[[str, str, dict[str, Any]], None]
-NOTED = ("divergence", "error", "convention", "unsupported", "skipped")
+NOTED = {"divergence": "div", "error": "err", "convention": "conv", "unsupported": "n/a", "skipped": "skip"}
 
 
 def wanted(stream: TextIO | None = None) -> bool:
@@ -41,7 +41,7 @@ def live_progress(frameworks: Sequence[str], devices: Sequence[str], cases: int,
     )
     from rich.progress import Progress as RichProgress
 
-    display = RichProgress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
+    display = RichProgress(TextColumn("{task.description:<16}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                            TimeElapsedColumn(), TextColumn("{task.fields[noted]}", style="dim"),
                            console=Console(file=stream), transient=False)
     tasks = {f"{fw}-{dev}": display.add_task(f"{fw}-{dev}", total=cases, noted="")
@@ -58,7 +58,7 @@ def live_progress(frameworks: Sequence[str], devices: Sequence[str], cases: int,
             verdict = str(entry.get("verdict", ""))
             if verdict in NOTED:
                 counts[verdict] = counts.get(verdict, 0) + 1
-            noted = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+            noted = ", ".join(f"{counts[v]} {short}" for v, short in NOTED.items() if v in counts)
             display.update(tasks[key], advance=1, noted=noted)
 
     with display:

@@ -1,12 +1,14 @@
 """The terminal report (``rich``): the case x column matrix with the worst rows first, then
-every non-conforming cell, worst first, with what differs, where it starts, the convention
-that explains it and a snippet that reproduces it."""
+every divergence and error, worst first, with what differs, where it starts, the convention
+that explains it and a snippet that reproduces it; then, per column, the cells a documented
+convention explains (one line per case, the fix, one snippet) and the unsupported ones."""
 
 from __future__ import annotations
 
 import io
 
-from rich.console import Console, Group
+from rich.console import Console
+from rich.console import Group as RichGroup
 from rich.padding import Padding
 from rich.syntax import Syntax
 from rich.table import Table
@@ -14,7 +16,9 @@ from rich.text import Text
 
 from conformance.report.findings import (
     Finding,
+    Group,
     findings,
+    grouped,
     mark,
     rows_worst_first,
     severity,
@@ -36,11 +40,15 @@ def render(matrix: Matrix, color: bool = False, width: int | None = None) -> str
     console.print(_matrix(matrix))
     console.print("verdict* expected by the registry   verdict! unexpected   STALE registry entry no "
                   "longer needed   - no result", style="dim")
-    found = findings(matrix)
-    if found:
-        console.rule("Non-conforming cells, worst first", align="left")
-    for finding in found:
+    single, groups = grouped(findings(matrix))
+    if single:
+        console.rule("Divergences and errors, worst first", align="left")
+    for finding in single:
         console.print(_finding(finding, color))
+    if groups:
+        console.rule("Documented conventions and unsupported features, per column", align="left")
+    for group in groups:
+        console.print(_group(group, color))
     for note in matrix.notes:
         console.print(f"note: {note}", style="dim")
     return buffer.getvalue()
@@ -75,18 +83,37 @@ def _matrix(matrix: Matrix) -> Table:
     return table
 
 
-def _finding(finding: Finding, color: bool) -> Group:
+def _finding(finding: Finding, color: bool) -> RichGroup:
     parts: list = [Text(""), Text(finding.title, style=STYLES[finding.severity] + " bold")]
-    for label, text in finding.facts():
-        line = Text(f"  {label}: ", style="bold")
-        line.append(text)
-        parts.append(line)
+    parts += [_fact(label, text) for label, text in finding.facts()]
+    parts += _code(finding, "", color)
+    return RichGroup(*parts)
+
+
+def _group(group: Group, color: bool) -> RichGroup:
+    """A column's cells with one explanation: shared facts, one line per case, one snippet."""
+    head = f"{group.column.label}: {group.title}, {len(group.members)} case(s)"
+    parts: list = [Text(""), Text(head, style=STYLES[group.severity] + " bold")]
+    parts += [_fact(label, text) for label, text in group.shared()]
+    parts += [_fact(case_id, text) for case_id, text in group.rows()]
+    if group.severity == 2:
+        parts += _code(group.members[0], f" ({group.members[0].case_id})", color)
+    return RichGroup(*parts)
+
+
+def _fact(label: str, text: str) -> Text:
+    line = Text(f"  {label}: ", style="bold")
+    line.append(text)
+    return line
+
+
+def _code(finding: Finding, which: str, color: bool) -> list:
     code = finding.snippet()
-    if code:
-        parts.append(Text(f"  reproduce with {finding.column.framework}:", style="bold"))
-        if color:
-            parts.append(Padding(Syntax(code.rstrip(), "python", theme="ansi_dark",
-                                        background_color="default"), (0, 0, 0, 4)))
-        else:  # plain text: no padding to the full width
-            parts.append(Text("\n".join(("    " + line).rstrip() for line in code.rstrip().splitlines())))
-    return Group(*parts)
+    if not code:
+        return []
+    head = Text(f"  reproduce with {finding.column.framework}{which}:", style="bold")
+    if color:
+        return [head, Padding(Syntax(code.rstrip(), "python", theme="ansi_dark",
+                                     background_color="default"), (0, 0, 0, 4))]
+    # plain text: no padding to the full width
+    return [head, Text("\n".join(("    " + line).rstrip() for line in code.rstrip().splitlines()))]
