@@ -382,3 +382,31 @@ def test_progress_bars_on_a_terminal_and_nothing_in_ci(monkeypatch: pytest.Monke
         assert progress is None
     with live_progress(["torch"], ["cpu"], 2, enabled=False, stream=_Terminal()) as progress:
         assert progress is None
+
+
+def test_every_framework_snippet_module_has_the_same_functions() -> None:
+    import importlib
+    import inspect
+
+    names = {fw: {n for n, f in vars(importlib.import_module(f"conformance.report.snippets.{fw}")).items()
+                  if inspect.isfunction(f) and f.__module__.endswith(fw)}
+             for fw in ("torch", "paddle", "tf")}
+    assert names["torch"] == names["paddle"] == names["tf"] == {
+        "imports", "tensor", "batch_norm", "dropout", "reset", "compiler", "prints", "forward"}
+
+
+@pytest.mark.parametrize(("framework", "compiler"), [
+    ("torch", "torch.compile(layer"), ("paddle", "paddle.jit.to_static("), ("tf", "tf.function(layer)")])
+def test_snippets_compile_once_reset_and_rebuild(framework: str, compiler: str) -> None:
+    prog = program(frozen=True)
+    prog["steps"] = [{**prog["steps"][0], "context": "compiled"}, {**prog["steps"][1], "context": "compiled"},
+                     {"action": "reset", "mode": "train", "input": "", "grad_output": None,
+                      "observe": ["running_mean"]},
+                     {"action": "rebuild", "mode": "train", "input": "", "grad_output": None, "observe": []},
+                     {**prog["steps"][2], "context": "no_grad"}]
+    code = snippet(prog, framework)
+    compile(code, "<s>", "exec")
+    assert code.count(compiler) == 1 and code.count("y = compiled(") == 2
+    assert "# step 2: reset the running statistics" in code and "# step 3: rebuild the layer" in code
+    frozen = {"torch": "layer.eval()  # frozen", "paddle": "use_global_stats=True", "tf": "layer.trainable = False"}
+    assert frozen[framework] in code

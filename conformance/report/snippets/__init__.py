@@ -14,7 +14,8 @@ in ``running <- (1 - w) * running + w * batch``):
 
 One module per framework (``torch``, ``paddle``, ``tf``), each with the same functions:
 ``imports()``, ``tensor(name, shape, dtype)``, ``batch_norm(layer, dtype)``,
-``dropout(layer, dtype)``, ``reset(layer)`` and ``forward(step, layer, observe, switch)``.
+``dropout(layer, dtype)``, ``reset(layer)``, ``compiler()`` (defines ``compiled``),
+``prints(observe)`` and ``forward(step, layer, observe, switch)``.
 Inputs are random with the case's shapes (the kit's own values come from the spec's seeds).
 """
 
@@ -42,13 +43,13 @@ def snippet(program: Program, framework: str, until_step: int | None = None,
     lines += [api.tensor(n, program["inputs"][n], dtype) for n in names if n in program["inputs"]]
     construction = (api.batch_norm if layer.get("kind") == "batch_norm" else api.dropout)(layer, dtype)
     lines += construction
-    mode = ""
+    mode, compiled = "", False
     for i, step in enumerate(steps):
         action = step.get("action", "forward")
         wanted = [q for q in step.get("observe", ["output"]) if focus is None or q in focus]
         if action == "rebuild":
             lines += ["", f"# step {i}: rebuild the layer from the spec (same seed)", *construction]
-            mode = ""
+            mode, compiled = "", False
         elif action == "reset":
             lines += ["", f"# step {i}: reset the running statistics (mean 0, variance 1)",
                       *api.reset(layer), *api.prints(wanted)]
@@ -56,6 +57,9 @@ def snippet(program: Program, framework: str, until_step: int | None = None,
             context = step.get("context", "plain")
             where = "" if context == "plain" else f", {context}"
             lines += ["", f"# step {i}: {step['mode']} on {step['input']}{where}"]
+            if context == "compiled" and not compiled:  # compile once, as the adapters do
+                lines += api.compiler()
+                compiled = True
             lines += api.forward(step, layer, wanted, step["mode"] != mode)
             mode = step["mode"]
     return "\n".join(lines) + "\n"

@@ -71,6 +71,12 @@ def reset(layer: Layer) -> list[str]:
             f"layer._variance.set_value(np.ones({n}, dtype=layer._variance.numpy().dtype))"]
 
 
+def compiler() -> list[str]:
+    return ["def run_layer(t):  # to_static on a function leaves layer's own forward eager",
+            "    return layer(t)", "",
+            "compiled = paddle.jit.to_static(run_layer, full_graph=True)  # through Paddle's compiler"]
+
+
 def prints(observe: list[str]) -> list[str]:
     return common.prints(observe, SHOWN, "Paddle")
 
@@ -82,10 +88,7 @@ def forward(step: dict[str, Any], layer: Layer, observe: list[str], switch: bool
     if g:
         lines += [f"x = {x}.clone()", "x.stop_gradient = False  # ask for the input's gradient"]
         x = "x"
-    module = "layer"
-    if context == "compiled":
-        lines.append("compiled = paddle.jit.to_static(layer)  # through Paddle's graph compiler")
-        module = "compiled"
+    module = "compiled" if context == "compiled" else "layer"
     call = f"y = {module}({x})"
     lines += [CONTEXTS[context], "    " + call] if context in CONTEXTS else [call]
     if g:

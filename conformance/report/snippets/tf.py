@@ -69,6 +69,10 @@ def reset(layer: Layer) -> list[str]:
             "layer.moving_variance.assign(tf.ones_like(layer.moving_variance))"]
 
 
+def compiler() -> list[str]:
+    return ["compiled = tf.function(layer)  # through TF's graph compiler"]
+
+
 def prints(observe: list[str]) -> list[str]:
     return common.prints(observe, SHOWN, "Keras")
 
@@ -78,11 +82,8 @@ def forward(step: dict[str, Any], layer: Layer, observe: list[str], switch: bool
     training = "True" if step["mode"] == "train" else "False"
     context = step.get("context", "plain")
     lines = []
-    module = "layer"
-    if context == "compiled":
-        lines.append("compiled = tf.function(layer)  # through TF's graph compiler")
-        module = "compiled"
-    elif context != "plain":
+    module = "compiled" if context == "compiled" else "layer"
+    if context not in ("plain", "compiled"):
         lines.append(f"# {context}: TF records gradients only inside a GradientTape; a plain call is one")
     call = f"y = {module}({x}, training={training})  # Keras has no mode state: training= per call"
     if not g:

@@ -62,6 +62,10 @@ def reset(layer: Layer) -> list[str]:
     return ["layer.reset_running_stats()"]
 
 
+def compiler() -> list[str]:
+    return ['compiled = torch.compile(layer, backend="aot_eager")  # graph capture, eager kernels']
+
+
 def prints(observe: list[str]) -> list[str]:
     return common.prints(observe, SHOWN, "torch")
 
@@ -78,10 +82,7 @@ def forward(step: dict[str, Any], layer: Layer, observe: list[str], switch: bool
     if g:
         lines.append(f"x = {x}.clone().requires_grad_()")
         x = "x"
-    module = "layer"
-    if context == "compiled":
-        lines.append("compiled = torch.compile(layer)  # through torch's graph compiler")
-        module = "compiled"
+    module = "compiled" if context == "compiled" else "layer"
     if common.channels_last(layer) and int(layer["rank"]) > 2:
         call = (f"y = {module}({x}.movedim(-1, 1)).movedim(1, -1)  # torch takes channels at axis 1: "
                 "move them there and back")
