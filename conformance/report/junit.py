@@ -50,8 +50,8 @@ def render(matrix: Matrix) -> str:
                 ET.SubElement(case, "skipped", message=f"{entry['verdict']}: {entry.get('message', '')}")
             elif entry["verdict"] not in ("conforms", "expected-error"):
                 ET.SubElement(case, "system-out").text = details
-        for key, value in counts.items():
-            suite.set(key, str(value))
+        for key, count in counts.items():
+            suite.set(key, str(count))
         suite.set("errors", "0")
         total, failures, skipped = total + counts["tests"], failures + counts["failures"], skipped + counts["skipped"]
     root.set("tests", str(total))

@@ -96,7 +96,8 @@ def heat_map(matrix: Matrix) -> bytes:
             label = SHORT.get(str(entry["verdict"]), "?") if entry else "-"
             if entry and (entry.get("stale") or mark(entry).endswith("!")):
                 label += "!"
-            dark = bool(errors[i][j]) and norm(math.log10(errors[i][j])) > 0.7
+            error = errors[i][j]
+            dark = error is not None and error > 0 and norm(math.log10(error)) > 0.7
             ax.text(j, i, label, ha="center", va="center", fontsize=8, color="white" if dark else "black")
     ax.set_xticks(range(len(matrix.columns)), [c.label for c in matrix.columns], rotation=20, ha="right")
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
