@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -65,19 +65,23 @@ def compare_arrays(step: int, quantity: str, observed: np.ndarray, expected: np.
     if observed.shape != expected.shape:
         return QuantityCheck(step, quantity, False,
                              note=f"shape {observed.shape}, expected {expected.shape}")
-    both_nan = np.isnan(observed) & np.isnan(expected)
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        err = np.where(both_nan, 0.0, np.abs(observed - expected))
-        err = np.where(np.isnan(err), np.inf, err)
-        # relative error where it is defined: elements whose expected value is not zero
-        rel = np.where(expected != 0, err / np.abs(expected), 0.0)
-        bad = err > tol.atol + tol.rtol * np.abs(np.nan_to_num(expected, nan=0.0))
-    if err.size == 0:
+    if observed.size == 0:
         return QuantityCheck(step, quantity, True)
-    worst = np.unravel_index(int(np.argmax(err)), err.shape)
+    magnitude = np.abs(expected)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        err = np.abs(observed - expected)
+        if np.isnan(err).any():  # NaN matches NaN; NaN against a number is an infinite error
+            err = np.where(np.isnan(observed) & np.isnan(expected), 0.0, err)
+            err[np.isnan(err)] = np.inf
+            magnitude = np.nan_to_num(magnitude, nan=0.0)
+        ok = bool((err <= tol.atol + tol.rtol * magnitude).all())
+        # relative error where it is defined: elements whose expected value is not zero
+        rel = np.divide(err, magnitude, out=np.zeros_like(err), where=magnitude != 0)
+    flat = int(err.argmax())
+    worst = np.unravel_index(flat, err.shape)
     return QuantityCheck(
-        step, quantity, not bool(bad.any()),
-        max_abs_error=float(err.max()), max_rel_error=float(np.nan_to_num(rel, nan=np.inf).max()),
+        step, quantity, ok,
+        max_abs_error=float(err.flat[flat]), max_rel_error=float(rel.max()),
         worst_index=[int(i) for i in worst] if err.ndim else None,
         observed=float(observed[worst]), expected=float(expected[worst]),
     )
@@ -154,18 +158,26 @@ def compare(case: Case, observed: CaseRun, settings: dict[str, str],
     under ``settings``, or against the spec's literal values where it gives them and
     ``use_literal`` (literal values state the spec's own conventions, so a search over other
     conventions compares with the reference instead)."""
+    return list(_checks(case, observed, settings, expected, use_literal))
+
+
+def agrees(case: Case, observed: CaseRun, settings: dict[str, str], expected: CaseRun) -> bool:
+    """Whether the reference under ``settings`` reproduces every observation; stops at the
+    first quantity that differs (the convention search calls this dozens of times a case)."""
+    return all(c.ok for c in _checks(case, observed, settings, expected, use_literal=False))
+
+
+def _checks(case: Case, observed: CaseRun, settings: dict[str, str], expected: CaseRun | None,
+            use_literal: bool) -> Iterator[QuantityCheck]:
     expected = expected or reference_run(case, settings)
-    checks = []
     for index, (step, got) in enumerate(zip(case.steps, observed.steps)):
         for quantity in step.observe:
             if quantity not in got:
-                checks.append(QuantityCheck(index, quantity, True, observable=False,
-                                            note="not observable in this framework"))
+                yield QuantityCheck(index, quantity, True, observable=False,
+                                    note="not observable in this framework")
                 continue
-            checks.append(_check_one(case, index, step, quantity, got[quantity], expected,
-                                     settings, use_literal))
-    checks.extend(check_masks(case, observed))
-    return checks
+            yield _check_one(case, index, step, quantity, got[quantity], expected, settings, use_literal)
+    yield from check_masks(case, observed)
 
 
 def check_masks(case: Case, observed: CaseRun) -> list[QuantityCheck]:

@@ -131,11 +131,17 @@ def select_frameworks(names: str, adapters: Sequence[str]) -> list[AdapterRef]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from conformance.report.progress import live_progress
-    from conformance.runner import print_summary, run
+    from conformance.runner import prestart, print_summary, run
 
     refs = select_frameworks(args.framework, args.adapter)
     devices = parse_devices(args.device)
-    cases = load_cases(args.paths)
+    workers = prestart(refs, args.timeout)  # frameworks import while the specs load
+    try:
+        cases = load_cases(args.paths)
+    except (SpecErrors, UsageError):
+        for worker in workers.values():
+            worker.close()
+        raise
     for ref in refs:
         if not ref.installed():
             print(f"note: {ref.name} is not installed; its cases are skipped. To install it: "
@@ -143,7 +149,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     registry_dir = args.expectations or ("expectations" if Path("expectations").is_dir() else None)
     # rich bars per framework on a terminal; nothing when stderr is not one or CI is set
     with live_progress([r.name for r in refs], devices, len(cases), enabled=not args.quiet) as progress:
-        outcome = run(cases, refs, devices, args.out, registry_dir, progress, args.timeout, args.resume)
+        outcome = run(cases, refs, devices, args.out, registry_dir, progress, args.timeout, args.resume,
+                  workers)
     print_summary(outcome)
     print(f"\nresults written to {args.out}/")
     return EXIT_FINDINGS if outcome.exit_code else EXIT_OK

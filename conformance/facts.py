@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from conformance.checks import compare, kept_fraction_bound, reference_run
+from conformance.checks import agrees, kept_fraction_bound, reference_run
 from conformance.model import BatchNormSpec, Case, DropoutSpec
 from conformance.program import CaseRun
 from conformance.reference import CONVENTION_VALUES, channel_axis_index
@@ -137,9 +137,8 @@ def _which(key: str) -> Callable[[Case, CaseRun, dict[str, Any]], str]:
         if run.status != "ok":
             raise NotMeasurable(f"the case gave {run.status}")
         fits = [value for value in CONVENTION_VALUES[key]
-                if all(c.ok for c in compare(case, run, {**case.reference, key: value},
-                                             reference_run(case, {**case.reference, key: value}),
-                                             use_literal=False))]
+                if agrees(case, run, {**case.reference, key: value},
+                          reference_run(case, {**case.reference, key: value}))]
         if len(fits) == 1:
             return fits[0]
         if not fits:

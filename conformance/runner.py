@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from conformance import expectations, results
 from conformance.adapters import AdapterRef
 from conformance.model import Case
+from conformance.program import CaseRun
 from conformance.verdicts import judge
 from conformance.worker import CASE_TIMEOUT_S, WorkerFailed, WorkerProcess
 
@@ -30,14 +31,15 @@ class FrameworkSession:
     registry of expected divergences, and one results document per device."""
 
     def __init__(self, ref: AdapterRef, registry_dir: Path | None, out_dir: Path | None = None,
-                 case_timeout_s: float = CASE_TIMEOUT_S, resume: bool = False) -> None:
+                 case_timeout_s: float = CASE_TIMEOUT_S, resume: bool = False,
+                 worker: WorkerProcess | None = None) -> None:
         self.ref = ref
         self.resume = resume
         self.finished: dict[str, dict[str, dict[str, Any]]] = {}  # device -> id -> entry
         self.case_timeout_s = case_timeout_s
         self.registry_dir = registry_dir
         self.out_dir = out_dir
-        self.worker: WorkerProcess | None = None
+        self.worker: WorkerProcess | None = worker  # possibly spawned already (``prestart``)
         self.info: dict[str, Any] = {"name": ref.name, "version": "unknown", "devices": [],
                                      "documented": {}}
         self.startup_problem = ""
@@ -51,7 +53,8 @@ class FrameworkSession:
         if not self.ref.installed():
             self.skip_reason = f"{self.ref.name} is not installed; to install it: {self.ref.install_hint}"
             return
-        self.worker = WorkerProcess(self.ref, self.case_timeout_s)
+        if self.worker is None:
+            self.worker = WorkerProcess(self.ref, self.case_timeout_s)
         try:
             self.info = self.worker.start()
         except (WorkerFailed, TimeoutError, ChildProcessError) as exc:
@@ -85,19 +88,55 @@ class FrameworkSession:
 
     def run_case(self, case: Case, device: str) -> dict[str, Any]:
         """Run and judge one case; the entry is recorded in the device's document."""
-        doc = self.document(device)
+        return next(self.run_many([case], device))
+
+    def run_many(self, cases: list[Case], device: str) -> Iterator[dict[str, Any]]:
+        """Run and judge ``cases`` in order, each entry recorded as it is judged. While the
+        parent judges one case, the worker already runs the next."""
+        self.document(device)
+        pending: Case | None = None  # submitted to the worker, result not collected yet
+        for case in cases:
+            if case.id in self.finished.get(device, {}) or self._without_worker(case, device):
+                if pending is not None:
+                    yield self._record(pending, device, self._collect(pending))
+                    pending = None
+                yield self._record(case, device, None)
+                continue
+            assert self.worker is not None
+            if pending is None:
+                self.worker.submit(case, device)
+            else:
+                run = self.worker.collect(pending)
+                self.worker.submit(case, device)
+                yield self._record(pending, device, self._judged(pending, run))
+            pending = case
+        if pending is not None:
+            yield self._record(pending, device, self._collect(pending))
+
+    def _collect(self, case: Case) -> dict[str, Any]:
+        assert self.worker is not None
+        return self._judged(case, self.worker.collect(case))
+
+    def _judged(self, case: Case, run: CaseRun) -> dict[str, Any]:
+        return judge(case, run, self.info["documented"])
+
+    def _record(self, case: Case, device: str, entry: dict[str, Any] | None) -> dict[str, Any]:
+        doc = self.documents[device]
         if case.id in self.finished.get(device, {}):
             entry = self.finished[device][case.id]  # finished before the run was interrupted
             doc["cases"].append(entry)
             return entry
-        entry = self._judge(case, device)
+        if entry is None:
+            entry = self._without_worker(case, device)
+            assert entry is not None
         expectations.apply(entry, self.entries, self.info["version"], device)
         doc["cases"].append(entry)
         if self.out_dir is not None:
             results.append_log(self.out_dir, self.info["name"], device, entry)
         return entry
 
-    def _judge(self, case: Case, device: str) -> dict[str, Any]:
+    def _without_worker(self, case: Case, device: str) -> dict[str, Any] | None:
+        """The entry of a case that cannot run here (framework, device or spec says so)."""
         if self.skip_reason:
             return _entry(case, "skipped", self.skip_reason)
         if self.startup_problem:
@@ -109,8 +148,7 @@ class FrameworkSession:
                           f"and a {device}-enabled build of {self.ref.name}")
         if device not in case.devices:
             return _entry(case, "skipped", f"the spec limits this case to {', '.join(case.devices)}")
-        assert self.worker is not None
-        return judge(case, self.worker.run_case(case, device), self.info["documented"])
+        return None
 
     def finish(self) -> list[dict[str, Any]]:
         """Stop the worker and write the final results files."""
@@ -141,14 +179,13 @@ class RunOutcome:
 
 def run_framework(ref: AdapterRef, cases: list[Case], devices: list[str], out_dir: Path | None,
                   registry_dir: Path | None, progress: Progress | None = None,
-                  case_timeout_s: float = CASE_TIMEOUT_S, resume: bool = False) -> list[dict[str, Any]]:
+                  case_timeout_s: float = CASE_TIMEOUT_S, resume: bool = False,
+                  worker: WorkerProcess | None = None) -> list[dict[str, Any]]:
     """All cases on all devices for one framework, in one long-lived worker."""
-    session = FrameworkSession(ref, registry_dir, out_dir, case_timeout_s, resume)
+    session = FrameworkSession(ref, registry_dir, out_dir, case_timeout_s, resume, worker)
     try:
         for device in devices:
-            session.document(device)
-            for case in cases:
-                entry = session.run_case(case, device)
+            for entry in session.run_many(cases, device):
                 if progress is not None:
                     progress(ref.name, device, entry)
     finally:
@@ -158,7 +195,8 @@ def run_framework(ref: AdapterRef, cases: list[Case], devices: list[str], out_di
 
 def run(cases: list[Case], refs: list[AdapterRef], devices: list[str], out_dir: str | Path | None,
         registry_dir: str | Path | None = None, progress: Progress | None = None,
-        case_timeout_s: float = CASE_TIMEOUT_S, resume: bool = False) -> RunOutcome:
+        case_timeout_s: float = CASE_TIMEOUT_S, resume: bool = False,
+        workers: dict[str, WorkerProcess] | None = None) -> RunOutcome:
     """Run every framework in its own worker, side by side; never lose one framework's
     results to another's failure."""
     out = Path(out_dir) if out_dir is not None else None
@@ -170,7 +208,8 @@ def run(cases: list[Case], refs: list[AdapterRef], devices: list[str], out_dir: 
 
     def one(ref: AdapterRef) -> None:
         try:
-            docs = run_framework(ref, cases, devices, out, registry, progress, case_timeout_s, resume)
+            docs = run_framework(ref, cases, devices, out, registry, progress, case_timeout_s, resume,
+                                 (workers or {}).get(ref.name))
         except Exception as exc:  # noqa: BLE001 - a bug in one framework's thread must not lose the others
             with lock:
                 outcome.problems.append(f"{ref.name}: {type(exc).__name__}: {exc}")
@@ -185,6 +224,17 @@ def run(cases: list[Case], refs: list[AdapterRef], devices: list[str], out_dir: 
         t.join()
     outcome.documents.sort(key=lambda d: (d["framework"], d["device"]))
     return outcome
+
+
+def prestart(refs: list[AdapterRef], case_timeout_s: float = CASE_TIMEOUT_S) -> dict[str, WorkerProcess]:
+    """Spawn the installed frameworks' workers now, so that their imports overlap with
+    whatever the caller does next (loading specs); ``run`` waits for them."""
+    workers = {}
+    for ref in refs:
+        if ref.installed():
+            workers[ref.name] = WorkerProcess(ref, case_timeout_s)
+            workers[ref.name].spawn()
+    return workers
 
 
 def print_summary(outcome: RunOutcome, stream: TextIO | None = None) -> None:

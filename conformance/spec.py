@@ -132,7 +132,8 @@ def load_text(text: str, file: str = "<string>", path: Path | None = None) -> li
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 0
         problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecErrors([SpecError(file, line, f"YAML syntax error: {problem}; expected "
+        where = _column_text(text, mark)
+        raise SpecErrors([SpecError(file, line, f"YAML syntax error: {problem}{where}; expected "
                                     "valid YAML")]) from None
     except RecursionError:
         raise SpecErrors([SpecError(file, 0, "YAML nested too deeply; expected a spec")]) from None
@@ -147,6 +148,16 @@ def load_text(text: str, file: str = "<string>", path: Path | None = None) -> li
     if builder.errors:
         raise SpecErrors(builder.errors)
     return cases
+
+
+def _column_text(text: str, mark: Any) -> str:
+    """`` at column N ('c')``: the character the YAML parser stopped at."""
+    if mark is None:
+        return ""
+    lines = text.splitlines()
+    if mark.line >= len(lines) or mark.column >= len(lines[mark.line]):
+        return f" at column {mark.column + 1}"
+    return f" at column {mark.column + 1} ({lines[mark.line][mark.column]!r})"
 
 
 def _schema_errors(doc: Any) -> list[tuple[int, str]]:

@@ -16,7 +16,7 @@ import itertools
 from typing import Any, Iterator
 
 from conformance import facts
-from conformance.checks import QuantityCheck, compare, reference_run
+from conformance.checks import QuantityCheck, agrees, compare, reference_run
 from conformance.model import BatchNormSpec, Case
 from conformance.program import CaseRun
 from conformance.reference import CONVENTION_VALUES, conventions_for, flatten_conventions
@@ -153,7 +153,7 @@ def explain(case: Case, run: CaseRun, documented: dict[str, dict[str, str]] | No
         expected = reference_run(case, settings)
         if expected.status != "ok":  # e.g. gradients not derived under this convention
             continue
-        if all(c.ok for c in compare(case, run, settings, expected, use_literal=False)):
+        if agrees(case, run, settings, expected):
             matches.append(changed)
     return sorted(matches, key=lambda m: not _is_documented(m, documented))
 

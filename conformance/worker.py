@@ -64,9 +64,11 @@ class WorkerProcess:
         self._process: Any = None
         self._conn: Connection | None = None
         self.restarts = 0
+        self._submit_problem = ""
 
-    def start(self) -> dict[str, Any]:
-        """Start the process and wait until the adapter is loaded; returns its description."""
+    def spawn(self) -> None:
+        """Start the process without waiting: the framework imports while the parent goes on
+        (loading specs, say). ``start`` waits for it."""
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         self._process = ctx.Process(target=serve, args=(child, self.ref.target),
@@ -74,6 +76,12 @@ class WorkerProcess:
         self._process.start()
         child.close()
         self._conn = parent
+
+    def start(self) -> dict[str, Any]:
+        """Start the process (unless ``spawn`` did) and wait until the adapter is loaded;
+        returns its description."""
+        if self._process is None:
+            self.spawn()
         kind, payload = self._receive(START_TIMEOUT_S, "starting")
         if kind != "ready":
             self.close()
@@ -93,10 +101,15 @@ class WorkerProcess:
             code = self._exit_code()
             raise ChildProcessError(_describe_exit(code)) from None
 
-    def request(self, message: tuple[Any, ...], timeout: float, doing: str) -> Any:
+    def _ensure_alive(self) -> None:
         if self._process is None or not self._process.is_alive():
+            if self._process is not None:
+                self.close()
             self.restarts += 1
             self.start()
+
+    def request(self, message: tuple[Any, ...], timeout: float, doing: str) -> Any:
+        self._ensure_alive()
         assert self._conn is not None
         self._conn.send(message)
         kind, payload = self._receive(timeout, doing)
@@ -107,19 +120,37 @@ class WorkerProcess:
     def environment(self, device: str) -> dict[str, Any]:
         return dict(self.request(("environment", device), START_TIMEOUT_S, "describing its environment"))
 
-    def run_case(self, case: Case, device: str) -> CaseRun:
-        """Run one case; a crash or hang becomes an ``error`` run and the worker restarts."""
+    def submit(self, case: Case, device: str) -> None:
+        """Send a case to run; ``collect`` gets its result. Between the two the parent is
+        free (to judge the previous case while this one runs)."""
+        self._submit_problem = ""
         try:
-            run = self.request(("run", case, device), self.case_timeout_s, f"running {case.id}")
-            assert isinstance(run, CaseRun)
-            return run
+            self._ensure_alive()
+            assert self._conn is not None
+            self._conn.send(("run", case, device))
+        except (WorkerFailed, TimeoutError, ChildProcessError, OSError) as exc:
+            self._submit_problem = str(exc)
+
+    def collect(self, case: Case) -> CaseRun:
+        """The submitted case's run; a crash or hang becomes an ``error`` run, and the next
+        ``submit`` restarts the worker."""
+        if self._submit_problem:
+            return CaseRun(status="error", error_kind="startup", message=self._submit_problem)
+        try:
+            kind, payload = self._receive(self.case_timeout_s, f"running {case.id}")
         except TimeoutError as exc:
             return CaseRun(status="error", error_kind="timeout", message=str(exc))
         except ChildProcessError as exc:
             return CaseRun(status="error", error_kind="signal" if "signal" in str(exc) else "exit",
                            message=f"{self.ref.name} worker died while running {case.id}: {exc}")
-        except RuntimeError as exc:
-            return CaseRun(status="error", error_kind="exception", message=str(exc))
+        if kind != "ok" or not isinstance(payload, CaseRun):
+            return CaseRun(status="error", error_kind="exception", message=str(payload))
+        return payload
+
+    def run_case(self, case: Case, device: str) -> CaseRun:
+        """Run one case and wait for it."""
+        self.submit(case, device)
+        return self.collect(case)
 
     def _exit_code(self) -> int | None:
         if self._process is None:

@@ -21,8 +21,13 @@ class LineList(list):  # type: ignore[type-arg]
     item_lines: list[int]
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader (no object construction) that records lines."""
+# libyaml's parser when PyYAML was built with it (several times faster); both are safe
+# loaders: they construct plain data only, never objects
+_SafeBase: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _LineLoader(_SafeBase):  # type: ignore[misc,valid-type]
+    """A safe loader (no object construction) that records lines."""
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
@@ -61,7 +66,7 @@ _FLOAT = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
     |\.(?:nan|NaN|NAN))$""", re.X)
 _LineLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:float"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    for first, resolvers in _SafeBase.yaml_implicit_resolvers.items()
 }
 _LineLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
@@ -70,7 +75,7 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _co
 
 def load(text: str) -> Any:
     """Parse YAML safely; raises ``yaml.YAMLError`` (with a ``problem_mark``) on bad input."""
-    return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader derives from SafeLoader
+    return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a safe loader
 
 
 def line_of(root: Any, path: Iterable[Any]) -> int:
