@@ -69,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
 
     conventions = sub.add_parser("conventions", help="the conventions table measured by the probe cases")
     conventions.add_argument("paths", nargs="*", default=["results"], help="results files or folders")
-    conventions.add_argument("--format", choices=("md", "json"), default="md")
+    conventions.add_argument("--format", choices=("md", "json", "doc"), default="md",
+                             help="doc: the whole conventions document (docs/conventions.md)")
 
     report = sub.add_parser("report", help="merge results files (from any machines) into one report")
     report.add_argument("paths", nargs="*", default=["results"],
@@ -183,7 +184,9 @@ def cmd_conventions(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     table = conventions.rows(documents)
-    print(conventions.to_json(table) if args.format == "json" else conventions.to_markdown(table), end="")
+    render = {"json": conventions.to_json, "md": conventions.to_markdown,
+              "doc": lambda t: conventions.to_document(t, documents)}[args.format]
+    print(render(table), end="")
     return EXIT_OK
 
 

@@ -1,0 +1,33 @@
+"""The committed conventions document is what the generator makes of the committed results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conformance import conventions
+from conformance.results import load_documents
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_conventions_document_matches_its_results() -> None:
+    documents = load_documents([str(ROOT / "docs" / "results")])
+    assert {d["framework"] for d in documents} == {"torch", "paddle", "tf"}
+    generated = conventions.to_document(conventions.rows(documents), documents)
+    committed = (ROOT / "docs" / "conventions.md").read_text()
+    assert committed == generated, (
+        "docs/conventions.md is stale: run `conformance conventions docs/results --format doc "
+        "> docs/conventions.md`")
+
+
+def test_every_required_fact_is_in_the_document() -> None:
+    text = (ROOT / "docs" / "conventions.md").read_text()
+    for fact in ("bn.default_momentum", "bn.momentum_weights", "bn.default_eps",
+                 "bn.running_var_estimator.rank2", "bn.running_var_estimator.rank4",
+                 "bn.single_value_per_channel_train", "bn.cumulative_average",
+                 "dropout.rate_meaning", "dropout.train_scale", "dropout.eval", "dropout.rate_one_train"):
+        assert f"### `{fact}`" in text
+
+
+def test_the_readme_links_the_document() -> None:
+    assert "docs/conventions.md" in (ROOT / "README.md").read_text()
