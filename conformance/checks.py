@@ -139,7 +139,7 @@ def _units(kept: np.ndarray, informative: np.ndarray, spec: DropoutSpec) -> tupl
         return kept[informative], True
     axis = channel_axis_index(kept.ndim, spec.channel_axis)
     spatial = tuple(a for a in range(kept.ndim) if a not in (0, axis))
-    any_kept = kept.any(axis=spatial, keepdims=True)
+    any_kept: np.ndarray = np.asarray(kept.any(axis=spatial, keepdims=True))
     shared = bool(np.all(kept == (any_kept & informative)))
     has_info = informative.any(axis=spatial, keepdims=True)
     assert any_kept.shape == dropout_mask_shape(spec, kept.shape)

@@ -12,7 +12,7 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from conformance import __version__
 from conformance.adapters import REAL_FRAMEWORKS, AdapterRef, UnknownFramework, from_target, registry, resolve
@@ -28,7 +28,7 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 too; add "did you mean"
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 too; add "did you mean"
         words = message.split("'")
         if "invalid choice" in message and len(words) > 1:
             choices = [c.strip(" '()") for c in message.split("choose from")[-1].split(",")]

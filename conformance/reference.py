@@ -34,7 +34,7 @@ are multiplied by 1/(1 - p) (``train_scale="inverted"``) or left as they are
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -77,6 +77,7 @@ def conventions_for(
     A dropout layer with ``scaling="eval"`` asks for the downscale-in-inference scheme, so
     its defaults are ``train_scale="none"`` and ``eval="downscale"``.
     """
+    base: BatchNormConventions | DropoutConventions
     if isinstance(layer, BatchNormSpec):
         prefix, base = "bn.", BatchNormConventions()
     else:
@@ -87,7 +88,7 @@ def conventions_for(
             else DropoutConventions()
         )
     names = {f.name for f in fields(base)}
-    chosen = {k[len(prefix):]: v for k, v in settings.items() if k.startswith(prefix)}
+    chosen: dict[str, Any] = {k[len(prefix):]: v for k, v in settings.items() if k.startswith(prefix)}
     return replace(base, **{k: v for k, v in chosen.items() if k in names})
 
 
@@ -214,6 +215,7 @@ class ReferenceBatchNorm:
             st.running_var = st.running_var + (var - st.running_var) / k
             return
         w = self.spec.update_weight
+        assert w is not None  # resolved before the reference is built (see __init__)
         if self.conv.momentum_weights == "old":
             w = 1.0 - w
         st.running_mean = (1.0 - w) * st.running_mean + w * mean

@@ -280,7 +280,8 @@ class _CaseBuilder:
 
     def build_all(self) -> list[Case]:
         defaults = self.doc.get("defaults", {})
-        cases, names = [], {}
+        cases: list[Case] = []
+        names: dict[str, int] = {}
         for index, raw in enumerate(self.doc["cases"]):
             merged = yamlines.LineDict({**defaults, **raw})
             merged.line = getattr(raw, "line", 0)
@@ -397,7 +398,7 @@ class _CaseBuilder:
                 self.fail(steps, i, f"{here}: a {action} step has no output or gradients to observe; "
                           f"expected some of {', '.join(q for q in allowed if q not in FORWARD_ONLY)}")
                 return None
-            return Step(action=action, observe=state, line=line)
+            return Step(action="reset" if action == "reset" else "rebuild", observe=state, line=line)
         mode = "train" if "train" in item else "eval"
         observe = tuple(item.get("observe", default_observe))
         grad = item.get("grad_output")
@@ -420,8 +421,8 @@ class _CaseBuilder:
             self.fail(steps, i, f"{here} asks for gradients in a {context} context; expected "
                       "grad_output only in a plain or compiled context")
             return None
-        return Step(mode=mode, input=item[mode], observe=observe, grad_output=grad, line=line,
-                    context=context)
+        return Step(mode="train" if mode == "train" else "eval", input=item[mode], observe=observe,
+                    grad_output=grad, line=line, context=context)
 
     def layer(self, raw: yamlines.LineDict, where: str, shape: tuple[int, ...],
               arrays: dict[str, np.ndarray], steps: list[Step]) -> LayerSpec | None:
@@ -447,7 +448,7 @@ class _CaseBuilder:
             self.fail(raw, "layer", f"{where}: batch norm input has rank {rank}; expected 2 to 5")
             return None
         channels = shape[axis]
-        per_channel = {}
+        per_channel: dict[str, Any] = {}
         for key in ("scale", "shift", "running_mean", "running_var"):
             if key in spec:
                 if len(spec[key]) != channels:

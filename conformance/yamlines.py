@@ -13,7 +13,7 @@ class LineDict(dict):  # type: ignore[type-arg]
     """A mapping that also knows the 1-based line of itself and of each key."""
 
     line: int = 0
-    key_lines: dict[str, int]
+    key_lines: dict[Any, int]
 
 
 class LineList(list):  # type: ignore[type-arg]
