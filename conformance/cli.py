@@ -17,6 +17,7 @@ from typing import Any, NoReturn, Sequence
 from conformance import __version__
 from conformance.adapters import REAL_FRAMEWORKS, AdapterRef, UnknownFramework, from_target, registry, resolve
 from conformance.model import Case
+from conformance.port.cli import add_port_parser, cmd_port
 from conformance.spec import SpecErrors, load_paths
 
 DEVICES = ("cpu", "gpu")
@@ -80,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
     frameworks = sub.add_parser("frameworks", help="installed frameworks, versions and devices")
     frameworks.add_argument("--format", choices=("text", "json"), default="text")
+    add_port_parser(sub)
     return parser
 
 
@@ -257,3 +259,4 @@ def cmd_frameworks(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "conventions": cmd_conventions, "report": cmd_report, "validate": cmd_validate, "list": cmd_list, "frameworks": cmd_frameworks}
+COMMANDS["port"] = cmd_port
