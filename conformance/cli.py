@@ -82,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     frameworks = sub.add_parser("frameworks", help="installed frameworks, versions and devices")
     frameworks.add_argument("--format", choices=("text", "json"), default="text")
     add_port_parser(sub)
+
+    from conformance.fuzz.command import add_parser as add_fuzz_parser  # imports nothing heavy
+
+    add_fuzz_parser(sub)
     return parser
 
 
@@ -258,5 +262,12 @@ def cmd_frameworks(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "conventions": cmd_conventions, "report": cmd_report, "validate": cmd_validate, "list": cmd_list, "frameworks": cmd_frameworks}
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    """Differential fuzzing; see conformance.fuzz."""
+    from conformance.fuzz.command import run as run_fuzz
+
+    return run_fuzz(args)
+
+
+COMMANDS = {"fuzz": cmd_fuzz, "run": cmd_run, "conventions": cmd_conventions, "report": cmd_report, "validate": cmd_validate, "list": cmd_list, "frameworks": cmd_frameworks}
 COMMANDS["port"] = cmd_port
