@@ -249,7 +249,7 @@ def test_port_command_usage_errors_exit_2(argv: list[str], message: str, capsys:
 
 def test_importing_the_porter_imports_no_framework() -> None:
     code = ("import sys\nimport conformance.port, conformance.port.cli, conformance.port.measure\n"
-            "import conformance.port.verify\n"
+            "import conformance.port.verify, conformance.port.demo\n"
             "from conformance.port import translate\n"
             "translate('torch.nn.BatchNorm2d(8)', 'torch', 'tf')\n"
             "print(sorted(m for m in ('torch', 'paddle', 'tensorflow', 'keras', 'sklearn') if m in sys.modules))\n")

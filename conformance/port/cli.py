@@ -78,7 +78,7 @@ def _port(args: argparse.Namespace) -> bool:
         print("Residual differences: not measured (--no-measure).")
         return False
     m = measure(ported, targets, args.results or None, args.specs)
-    versions = ", ".join(f"{LABEL[fw]} {r.version}" for fw, r in m.runs.items() if r.version)
+    versions = ", ".join(f"{fw} {r.version}" for fw, r in m.runs.items() if r.version)
     print(f"Residual differences no argument fixes (facts: {m.origin or 'none'}; sizes: a small run of the "
           f"translated layer on {versions or 'no framework'}, cpu):")
     for problem in m.problems:

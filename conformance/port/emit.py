@@ -56,7 +56,7 @@ def _batch_norm_notes(ported: Ported, target: str, out: Emitted) -> None:
         attribute = "layer._momentum" if target == "paddle" else "layer.momentum"
         out.notes.append(Note(
             "momentum=None", f"{name} has no cumulative average, only an exponential moving average "
-            "(measured: bn.cumulative_average). Emulate it: before the k-th training batch (k = 1, 2, ...) "
+            "(measured: bn.cumulative_average unsupported). Emulate it: before the k-th training batch (k = 1, 2, ...) "
             "set the momentum so that the new statistic weighs 1/k (eager execution only: a compiled "
             "step reads the value once)", "no_equivalent",
             (f"{attribute} = 1.0 - 1.0 / k  # {name}'s momentum weighs the OLD value: 1 - 1/k",)))

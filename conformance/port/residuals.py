@@ -28,6 +28,7 @@ class Residual:
     size: list[str] = field(default_factory=list)
     compensation: str = ""
     warning: bool = False  # the measurement contradicts what the translation assumed
+    numbers: dict[str, float] = field(default_factory=dict)  # the measured sizes, for programs
 
 
 def residuals(ported: Ported, target: str, m: Measurement) -> list[Residual]:
@@ -89,10 +90,12 @@ def _batch_norm(ported: Ported, target: str, m: Measurement) -> list[Residual]:
     a, b, line = _pair(m, source, target, fact)
     if _differs(a, b):
         fixes = [_documented_fix(m, fw, "bn.running_var_estimator") for fw in (target, source)]
-        fix = next((f for f in fixes if f), "")
-        out.append(Residual("which batch variance feeds the running variance", line, _estimator_size(ported, target, m, a, b),
+        fix = next((f.rstrip(". ") for f in fixes if f), "")
+        numbers: dict[str, float] = {}
+        out.append(Residual("which batch variance feeds the running variance", line,
+                            _estimator_size(ported, target, m, a, b, numbers),
                             (fix + ". " if fix else "") + "For a trained state, conformance.port.convert_state("
-                            "..., variance='adjust', count=m) converts the stored value."))
+                            "..., variance='adjust', count=m) converts the stored value.", numbers=numbers))
     a, b, line = _pair(m, source, target, "bn.single_value_per_channel_train")
     if _differs(a, b):
         out.append(Residual("a training batch with one value per channel (a batch of one, no spatial extent)",
@@ -135,11 +138,16 @@ def _status_size(target: str, m: Measurement, name: str = "small_run") -> list[s
     return [f"small run: {LABEL[target]} ran it"]
 
 
-def _estimator_size(ported: Ported, target: str, m: Measurement, src_est: Any, dst_est: Any) -> list[str]:
+def _estimator_size(ported: Ported, target: str, m: Measurement, src_est: Any, dst_est: Any,
+                    numbers: dict[str, float]) -> list[str]:
     case = m.cases.get("small_run")
     src, dst = _runs(m, ported.source, target)
-    if case is None or src is None or dst is None or src.status != "ok" or dst.status != "ok":
-        return ["size not measured: the small run did not complete on both frameworks"]
+    if case is None or src is None or dst is None:
+        return ["size not measured: the small run did not run on both frameworks"]
+    failed = [f"{LABEL[fw]} answered {r.status} ({r.message.split(' (at ')[0][:160]})"
+              for fw, r in ((ported.source, src), (target, dst)) if r.status != "ok"]
+    if failed:
+        return ["size not measured: the translated layer does not run: " + "; ".join(failed)]
     last = max(i for i, s in enumerate(case.steps) if s.mode == "train" and s.action == "forward")
     x = case.inputs[case.steps[0].input]
     count = x.size // channels(ported)
@@ -147,6 +155,8 @@ def _estimator_size(ported: Ported, target: str, m: Measurement, src_est: Any, d
     predicted = [reference_run(case, {"bn.running_var_estimator": est}) for est in (src_est, dst_est)]
     want = predicted[1].steps[last]["running_var"] / predicted[0].steps[last]["running_var"]
     single = (count - 1) / count if dst_est == "biased" else count / (count - 1)
+    numbers.update(m=count, ratio_min=float(ratio.min()), ratio_max=float(ratio.max()),
+                   predicted_min=float(want.min()), predicted_max=float(want.max()), one_batch=single)
     lines = [(f"small run ({x.shape} inputs, m = {count} values per channel, {last + 1} training steps, "
              f"update_weight {ported.layer.get('update_weight', 'cumulative')}): running_var "
              f"{LABEL[target]}/{LABEL[ported.source]} = {_range(ratio)} per channel (reference under the "
@@ -158,6 +168,7 @@ def _estimator_size(ported: Ported, target: str, m: Measurement, src_est: Any, d
     if evaluated:
         i = evaluated[-1]
         diff = np.abs(dst.steps[i]["output"] - src.steps[i]["output"])
+        numbers["eval_output_max_abs"] = float(diff.max())
         lines.append(f"eval output afterwards: max |difference| {float(diff.max()):.3g} (relative "
                      f"{float((diff / np.maximum(np.abs(src.steps[i]['output']), 1e-12)).max()):.2g})")
     return lines
