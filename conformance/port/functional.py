@@ -14,9 +14,8 @@ from typing import Any
 from conformance.port.neutral import Note, Ported
 from conformance.port.state import ESTIMATOR
 from conformance.report.snippets import common
+from conformance.report.snippets import paddle as paddle_snippets
 
-PADDLE_FORMATS = {(2, "first"): "NC", (2, "last"): "NC", (3, "first"): "NCL", (3, "last"): "NLC",
-                  (4, "first"): "NCHW", (4, "last"): "NHWC", (5, "first"): "NCDHW", (5, "last"): "NDHWC"}
 IMPORTS = {"torch": ["import torch"], "paddle": ["import paddle"], "tf": ["import math", "", "import keras"]}
 
 
@@ -66,7 +65,7 @@ def _paddle_bn(ported: Ported, notes: list[Note]) -> list[str]:
     args = [(t["input"], "input"), (t["running_mean"], "running mean (updated in place in training)"),
             (t["running_var"], "running variance"), (t["weight"], "scale"), (t["bias"], "shift"),
             _training_arg(ported), common.momentum(layer, weighs_old=True), common.eps(layer, "epsilon"),
-            (f"data_format={PADDLE_FORMATS[(int(layer['rank']), layer.get('channel_axis', 'first'))]!r}",
+            (f"data_format={paddle_snippets.BATCH_NORMS[int(layer['rank'])][2 if common.channels_last(layer) else 1]!r}",
              f"channel_axis: {layer.get('channel_axis', 'first')}")]
     if not layer.get("running_stats", True):
         args.append(("use_global_stats=False", "batch statistics in eval too; pass any buffers of C values"))

@@ -15,8 +15,9 @@ from typing import Any
 
 from conformance.port.catalog import FRAMEWORKS, LABEL, canonical_framework
 from conformance.port.emit import arguments, construction, emit
-from conformance.port.neutral import Note, Ported, describe, to_neutral
+from conformance.port.neutral import Note, Ported, describe
 from conformance.port.parse import PortError, parse
+from conformance.port.sources import to_neutral
 
 LEVELS = {"translated": "Arguments", "assumed": "Assumed", "ignored": "Not translated",
           "no_equivalent": "No equivalent"}
