@@ -342,3 +342,14 @@ def test_variance_adjustment_without_k_is_approximate_within_its_bound() -> None
         convert_state({"_mean": np.zeros(3), "_variance": biased}, "paddle", "torch", variance="adjust")
     kept = convert_state({"_mean": np.zeros(3), "_variance": biased}, "paddle", "tf", variance="adjust")
     assert "both feed it the biased" in kept.notes[0]
+
+
+def test_verify_without_the_frameworks_says_how_to_install_them(monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from conformance.adapters import AdapterRef
+
+    monkeypatch.setattr(AdapterRef, "installed", lambda self: False)
+    code = main(["port", "--from", "torch", "--to", "paddle", "--verify", "BatchNorm2d(8)"])
+    captured = capsys.readouterr()
+    assert code == 2 and "not installed" in captured.err and "pip install" in captured.err
+    assert "torch is not installed; to install it" in captured.out  # the measurement said so first

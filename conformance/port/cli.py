@@ -94,8 +94,13 @@ def _port(args: argparse.Namespace) -> bool:
                 print(f"     compensate: {r.compensation}")
     if not args.verify:
         return False
+    from conformance.adapters import resolve
     from conformance.port.verify import verify
 
+    missing = [ref for ref in resolve([ported.source, *targets]) if not ref.installed()]
+    if missing:
+        raise PortError("--verify runs both frameworks; not installed: "
+                        + "; ".join(f"{ref.name} ({ref.install_hint})" for ref in missing))
     specs = find_specs(args.specs)
     if specs is None:
         raise PortError("--verify needs the corpus: pass --specs DIR (the repository's specs/)")

@@ -61,6 +61,8 @@ def run_cases(cases: list[Case], frameworks: list[str], registry_dir: str | Path
                 runs.document["cases"].append(entry)
         except (WorkerFailed, TimeoutError, ChildProcessError, RuntimeError) as exc:
             runs.problem = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug here must not lose the other framework's answers
+            runs.problem = f"{name}: {type(exc).__name__}: {exc}"
         finally:
             worker.close()
 
