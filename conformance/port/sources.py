@@ -42,8 +42,9 @@ def _affine(o: Reader, scale: bool, shift: bool, what: str) -> None:
 
 def _channel_format(o: Reader, fmt: Any, name: str) -> None:
     # Paddle's data_format strings, as the snippets write them: rank -> (class, first, last)
-    formats = {fmt: (rank, axis) for rank, (_, first, last) in sorted(paddle_snippets.BATCH_NORMS.items(), reverse=True)
-               for fmt, axis in ((last, "last"), (first, "first"))}
+    formats = {written: (rank, axis)
+               for rank, (_, first, last) in sorted(paddle_snippets.BATCH_NORMS.items(), reverse=True)
+               for written, axis in ((last, "last"), (first, "first"))}  # "NC" is rank 2 either way
     if fmt not in formats:
         raise PortError(f"{o.call.entry.qualified}: {name}={fmt!r}; expected one of {', '.join(formats)}")
     rank, axis = formats[fmt]
