@@ -14,7 +14,6 @@ from conformance.fuzz.cause import (
     Signature,
     one_value_per_channel,
     signature_of,
-    step_of,
 )
 from conformance.model import Case
 from conformance.program import CaseRun
@@ -34,7 +33,7 @@ class Outcome:
     def signature(self, case: Case, framework: str) -> Signature | None:
         """The signature of an unexpected divergence or error; None otherwise (a registry
         entry that matches the case id marks it expected)."""
-        return None if self.entry.get("expected") else signature_of(case, self.entry, framework)
+        return None if self.entry.get("expected") else signature_of(case, self.entry, framework, self.run)
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,7 @@ class Registered:
     signature: Signature
     one_value_per_channel: bool
     dtype: str
+    kind: str  # batch_norm | dropout
     case_id: str
 
 
@@ -98,11 +98,13 @@ class Lanes:
             assert session.worker is not None
             for case in named:
                 ran += 1
-                entry = judge(case, session.worker.run_case(case, self.device), session.info["documented"])
-                signature = signature_of(case, entry, name)
+                run = session.worker.run_case(case, self.device)
+                entry = judge(case, run, session.info["documented"])
+                signature = signature_of(case, entry, name, run)
                 if signature is not None:
-                    regime = one_value_per_channel(case, step_of(entry))
-                    known.setdefault(name, []).append(Registered(signature, regime, case.dtype, case.id))
+                    regime = one_value_per_channel(case)
+                    known.setdefault(name, []).append(Registered(signature, regime, case.dtype,
+                                                                       case.layer.kind, case.id))
         return known, ran
 
     def close(self) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,6 @@ from conformance.checks import reference_run
 from conformance.fuzz.cause import (
     Signature,
     one_value_per_channel,
-    step_of,
 )
 from conformance.fuzz.documents import features, size, spec_document, to_text
 from conformance.fuzz.generate import case_documents
@@ -84,12 +83,8 @@ class Finding:
 
     def explains(self, signature: Signature, case_features: frozenset[str]) -> bool:
         """Whether a configuration with ``case_features`` showing ``signature`` is this
-        cause: same signature, every trigger present. A gross divergence also explains a
-        precision one (its error is small next to large values), not the other way round."""
-        mine = self.signature
-        if mine.severity == "gross" and signature.severity == "precision":
-            mine = replace(mine, severity="precision")
-        return signature == mine and self.triggers <= case_features
+        cause: its signature covers the configuration's, and every trigger is present."""
+        return self.triggers <= case_features and self.signature.covers(signature)
 
     def note(self, entry: dict[str, Any]) -> None:
         self.seen += 1
@@ -198,16 +193,24 @@ class Search:
         return group
 
     def _is_registered(self, signature: Signature, case: Case, entry: dict[str, Any]) -> bool:
-        """Whether a registered corpus case shows this signature. An error or an unexplained
-        divergence must also show in the same regime: one value per channel or not (where
-        frameworks raise or return the input unchanged), and the same dtype for a precision
-        divergence; a convention that explains the observation says enough by itself."""
-        regime = one_value_per_channel(case, step_of(entry))
+        """Whether a registered corpus case of the same layer kind shows this signature.
+
+        An error or an unexplained divergence must also show in the same regime (one value
+        per channel or not), and a precision divergence in the same dtype; a convention that
+        explains the observation says enough by itself. With one value per channel, where
+        frameworks raise or return the input unchanged, a registered case in that regime
+        with the same verdict covers whatever the framework does there."""
+        regime = one_value_per_channel(case)
         unexplained = signature.explanation == "unexplained" or signature.verdict == "error"
-        return any(r.signature == signature
-                   and (not unexplained or r.one_value_per_channel == regime)
-                   and (signature.severity != "precision" or r.dtype == case.dtype)
-                   for r in self.registered.get(signature.framework, []))
+        for r in self.registered.get(signature.framework, []):
+            if r.kind != case.layer.kind:
+                continue
+            if regime and r.one_value_per_channel and r.signature.verdict == signature.verdict:
+                return True
+            if r.signature == signature and (not unexplained or r.one_value_per_channel == regime) \
+                    and (signature.severity != "precision" or r.dtype == case.dtype):
+                return True
+        return False
 
     # -- rounds -------------------------------------------------------------------------
 
@@ -219,6 +222,7 @@ class Search:
         except BudgetSpent:
             self._settle("shrink stopped at the budget")
         self._settle("not shrunk")  # seen, but always beside an earlier signature
+        self._merge()
         self._report(force=True)
         return self.findings
 
@@ -240,6 +244,21 @@ class Search:
                 group.triggers = shows.example.features
                 group.shrink = "shrink stopped at the budget" if self._skipped else "shrunk"
                 self.findings.append(group)
+            self._merge()
+
+    def _merge(self) -> None:
+        """A finding that another one explains (same signature, a subset of its triggers;
+        found later, from another configuration) is that one: fold it in."""
+        kept: list[Finding] = []
+        for finding in sorted(self.findings, key=lambda f: len(f.triggers)):
+            general = next((k for k in kept if k.explains(finding.signature, finding.triggers)), None)
+            if general is None:
+                kept.append(finding)
+                continue
+            general.seen += finding.seen
+            if finding.worst.get("max_abs_error", 0.0) > general.worst.get("max_abs_error", -1.0):
+                general.worst = finding.worst
+        self.findings = [f for f in self.findings if f in kept]  # in the order found
 
     def _settle(self, shrink: str) -> None:
         """Pending signatures become findings as they stand (their smallest case so far)."""
