@@ -45,7 +45,7 @@ def input_description(distribution: str, shape: list[int], seed: int, dtype: str
     """One generated input. Extreme magnitudes stay finite in ``dtype`` (float16 tops out
     at 65504), so the loader never refuses a drawn case."""
     half = dtype in HALF
-    extra: dict[str, Any] = {
+    choices: dict[str, dict[str, Any]] = {
         "normal": {},
         "shifted": {"mean": 3.0, "std": 2.0},
         "uniform": {"distribution": "uniform", "low": -4.0, "high": 4.0},
@@ -53,8 +53,8 @@ def input_description(distribution: str, shape: list[int], seed: int, dtype: str
         "tiny": {"std": 1.0e-4},
         "huge": {"std": 1.0e3 if half else 1.0e6},
         "offset": {"mean": 1.0e3 if half else 1.0e4, "std": 1.0},  # cancellation in the variance
-    }[distribution]
-    return {"shape": list(shape), "seed": seed, **extra}
+    }
+    return {"shape": list(shape), "seed": seed, **choices[distribution]}
 
 
 def shape_of(batch: int, channels: int, spatial: list[int], layout: str) -> list[int]:
