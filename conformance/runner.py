@@ -209,7 +209,7 @@ def run(cases: list[Case], refs: list[AdapterRef], devices: list[str], out_dir: 
     def one(ref: AdapterRef) -> None:
         try:
             docs = run_framework(ref, cases, devices, out, registry, progress, case_timeout_s, resume,
-                                 (workers or {}).get(ref.name))
+                                 (workers or {}).get(ref.target))
         except Exception as exc:  # noqa: BLE001 - a bug in one framework's thread must not lose the others
             with lock:
                 outcome.problems.append(f"{ref.name}: {type(exc).__name__}: {exc}")
@@ -228,12 +228,14 @@ def run(cases: list[Case], refs: list[AdapterRef], devices: list[str], out_dir: 
 
 def prestart(refs: list[AdapterRef], case_timeout_s: float = CASE_TIMEOUT_S) -> dict[str, WorkerProcess]:
     """Spawn the installed frameworks' workers now, so that their imports overlap with
-    whatever the caller does next (loading specs); ``run`` waits for them."""
+    whatever the caller does next (loading specs); ``run`` waits for them. Keyed by the
+    adapter's ``module:Class`` target."""
     workers = {}
     for ref in refs:
         if ref.installed():
-            workers[ref.name] = WorkerProcess(ref, case_timeout_s)
-            workers[ref.name].spawn()
+            # keyed by target: two --adapter classes from one module share a module name
+            workers[ref.target] = WorkerProcess(ref, case_timeout_s)
+            workers[ref.target].spawn()
     return workers
 
 

@@ -103,3 +103,14 @@ def test_registry_entries_respect_version_ranges(tmp_path: Path) -> None:
     outcome = run(cases_from(CRASH_SPEC)[:1], [ref], ["cpu"], None, registry)
     # numpy's version is >= 1.0, so the entry does not apply: the divergence is unexpected
     assert outcome.documents[0]["cases"][0]["unexpected"] is True
+
+
+def test_two_adapters_from_one_module_run_side_by_side(tmp_path: Path) -> None:
+    from conformance.runner import prestart
+
+    refs = [from_target("fake_adapters:BiasedUndocumented"), from_target("fake_adapters:ReversedMomentum")]
+    assert refs[0].name == refs[1].name  # both named after the module
+    workers = prestart(refs)
+    assert len(workers) == 2
+    outcome = run(cases_from(CRASH_SPEC)[:1], refs, ["cpu"], tmp_path, workers=workers)
+    assert sorted(d["framework"] for d in outcome.documents) == ["biased_undocumented", "reversed_momentum"]
