@@ -12,13 +12,15 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from conformance import __version__
 from conformance.adapters import REAL_FRAMEWORKS, AdapterRef, UnknownFramework, from_target, registry, resolve
-from conformance.model import Case
+from conformance.errors import SpecErrors
 from conformance.port.cli import add_port_parser, cmd_port
-from conformance.spec import SpecErrors, load_paths
+
+if TYPE_CHECKING:
+    from conformance.model import Case
 
 DEVICES = ("cpu", "gpu")
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -104,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def load_cases(paths: Sequence[str]) -> list[Case]:
+    from conformance.spec import load_paths  # numpy, YAML and jsonschema: only when needed
+
     cases, errors = load_paths(paths)
     if errors:
         raise SpecErrors(errors)

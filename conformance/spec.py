@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 
 from conformance import SPEC_VERSION, inputs, yamlines
+from conformance.errors import SpecError, SpecErrors
 from conformance.model import (
     BN_QUANTITIES,
     DEFAULT_TOLERANCES,
@@ -36,22 +37,6 @@ MAX_SPEC_BYTES = 4 << 20
 MAX_CASE_ELEMENTS = 1 << 25
 FORWARD_ONLY = ("output", "grad_input", "grad_scale", "grad_shift")
 DEFAULT_OBSERVE = {"batch_norm": ("output", "running_mean", "running_var"), "dropout": ("output",)}
-
-
-@dataclass(frozen=True)
-class SpecError:
-    file: str
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
-
-
-class SpecErrors(Exception):
-    def __init__(self, errors: Sequence[SpecError]) -> None:
-        super().__init__("\n".join(str(e) for e in errors))
-        self.errors = list(errors)
 
 
 @lru_cache(maxsize=1)

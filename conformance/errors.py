@@ -1,0 +1,25 @@
+"""Errors every part of the kit reports, in a module that imports nothing heavy (the CLI
+catches them before it has loaded numpy or jsonschema)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+
+@dataclass(frozen=True)
+class SpecError:
+    """``file:line: what is wrong; expected ...``"""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+class SpecErrors(Exception):
+    def __init__(self, errors: Sequence[SpecError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = list(errors)
