@@ -23,7 +23,7 @@ from conformance.port import (
     translate_params,
 )
 from conformance.port.catalog import FRAMEWORKS
-from conformance.port.translate import port
+from conformance.port.translation import port
 
 PAIRS = [(a, b) for a in FRAMEWORKS for b in FRAMEWORKS if a != b]
 

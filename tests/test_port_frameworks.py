@@ -13,7 +13,7 @@ import pytest
 from port_cases import LAYERS
 
 from conformance.port.catalog import FRAMEWORKS
-from conformance.port.translate import translate
+from conformance.port.translation import translate
 
 MODULES = {"torch": "torch", "paddle": "paddle", "tf": "tensorflow"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def test_every_translated_construction_builds_in_its_framework(target: str) -> N
 def test_the_estimator_residual_is_measured_on_both_frameworks() -> None:
     from conformance.port.measure import measure
     from conformance.port.residuals import residuals
-    from conformance.port.translate import port
+    from conformance.port.translation import port
 
     ported = port("BatchNorm2d(64, momentum=0.1, eps=1e-5)", "torch")
     m = measure(ported, ["paddle"], specs=ROOT / "specs")

@@ -66,7 +66,7 @@ def _port(args: argparse.Namespace) -> bool:
     from conformance.port.catalog import FRAMEWORKS, LABEL
     from conformance.port.measure import find_specs, measure
     from conformance.port.parse import PortError
-    from conformance.port.translate import check_framework, port, translate_ported
+    from conformance.port.translation import check_framework, port, translate_ported
 
     ported = port(args.expression, args.source, args.rank, args.features)
     names = [n.strip() for n in args.target.split(",") if n.strip()]

@@ -28,7 +28,7 @@ from typing import Any, cast
 import numpy as np
 
 from conformance.port.catalog import LABEL
-from conformance.port.translate import translate
+from conformance.port.translation import translate
 
 SOURCES = {"mlp": "torch.nn.BatchNorm1d(32, momentum=0.1, eps=1e-5)",
            "cnn": "torch.nn.BatchNorm2d(8, momentum=0.1, eps=1e-5)"}
