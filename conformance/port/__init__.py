@@ -24,7 +24,8 @@ _WHERE = {
     "translate_params": "conformance.port.translation",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = ["PortError", "StateConversion", "StateError", "Translation", "adjust_variance", "convert_state",
+           "translate", "translate_params"]
 
 
 def __getattr__(name: str) -> Any:
