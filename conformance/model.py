@@ -94,7 +94,8 @@ class Step:
 
     ``action="forward"``: a forward pass in ``mode`` on input ``input``, run in ``context``
     (``plain``; ``no_grad``: gradient recording off; ``inference``: the framework's inference
-    context; ``compiled``: through the framework's graph compiler). ``grad_output`` (an input
+    context; ``compiled``: through the framework's graph compiler; ``graph``: a deferred graph
+    whose output is fetched in a session, as a TF1 program does). ``grad_output`` (an input
     name) asks for a backward pass of ``sum(grad_output * output)``.
     ``action="reset"``: re-initialise the running statistics (mean 0, variance 1, count 0).
     ``action="rebuild"``: construct the layer afresh from the spec (same seed).
@@ -106,7 +107,7 @@ class Step:
     grad_output: str | None = None
     line: int = 0
     action: Literal["forward", "reset", "rebuild"] = "forward"
-    context: Literal["plain", "no_grad", "inference", "compiled"] = "plain"
+    context: Literal["plain", "no_grad", "inference", "compiled", "graph"] = "plain"
 
 
 @dataclass(frozen=True)

@@ -402,7 +402,7 @@ class _CaseBuilder:
                       f"expected the input's shape {arrays[item[mode]].shape}")
             return None
         context = item.get("context", "plain")
-        if grad is not None and context in ("no_grad", "inference"):
+        if grad is not None and context in ("no_grad", "inference", "graph"):
             self.fail(steps, i, f"{here} asks for gradients in a {context} context; expected "
                       "grad_output only in a plain or compiled context")
             return None

@@ -8,6 +8,7 @@ conventions. Conformance results for real frameworks never come from here.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import ClassVar
 
 import numpy as np
 
@@ -15,7 +16,6 @@ from conformance import inputs
 from conformance.adapters.base import Adapter, DeviceUnavailable, Unsupported
 from conformance.model import BatchNormSpec, LayerSpec, Mode
 from conformance.reference import ReferenceBatchNorm, ReferenceDropout, build_reference
-
 
 DEFAULT_UPDATE_WEIGHT = 0.1
 DEFAULT_EPS = 1e-5
@@ -43,7 +43,7 @@ class _Handle:
 class NumpyAdapter(Adapter):
     name = "numpy"
     install_hint = "numpy is a dependency of the kit; reinstall the kit"
-    conventions: dict[str, str] = {}
+    conventions: ClassVar[dict[str, str]] = {}
 
     def __init__(self, conventions: dict[str, str] | None = None) -> None:
         self.settings = dict(self.conventions if conventions is None else conventions)

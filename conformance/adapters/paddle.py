@@ -7,6 +7,7 @@ Paddle's own at construction; every translation is commented where it happens.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -62,8 +63,10 @@ class _PaddleHandle:
     """Drives one native layer: mode switching, forward, backward, state."""
 
     def __init__(self, layer: paddle.nn.Layer, dtype: str, running_stats: bool,
-                 affine: bool = False, trainable: bool = True) -> None:
+                 affine: bool = False, trainable: bool = True,
+                 twin: Callable[[], paddle.nn.Layer] | None = None) -> None:
         self.layer = layer
+        self.twin = twin  # builds the same layer again (for the static-mode graph context)
         self.dtype = dtype
         self.running_stats = running_stats  # a batch norm whose running statistics are reported
         self.affine = affine  # a batch norm with scale and shift parameters
@@ -95,6 +98,8 @@ class _PaddleHandle:
             raise Unsupported("Paddle has no inference-mode context in dynamic-graph mode "
                               "(only paddle.no_grad; paddle.inference is the predictor for "
                               "exported models, not a context for a live layer)")
+        if context == "graph":
+            return {"output": self._static_call(x, mode == "train")}
         if context not in ("plain", "no_grad", "compiled"):
             raise Unsupported(f"unknown forward context {context!r}")
         runner = self._runner(context)
@@ -127,6 +132,36 @@ class _PaddleHandle:
                         out[name] = np.zeros(param.shape, dtype=_to_numpy(param).dtype)
             self.layer.clear_gradients()
         return out
+
+    def _static_call(self, x: np.ndarray, training: bool) -> np.ndarray:
+        """Paddle's static-graph mode, its deferred graph: a twin of the layer built in a
+        ``paddle.static.Program`` with this layer's values loaded into the scope, the program
+        run by an Executor fetching only the output, then the twin's values copied back."""
+        if self.twin is None:
+            raise Unsupported("the graph context is driven for batch norm only")
+        values = {name: p.numpy() for name, p in self.layer.state_dict().items()}
+        place = paddle.CPUPlace() if paddle.get_device() == "cpu" else paddle.CUDAPlace(0)
+        paddle.enable_static()
+        try:
+            main, startup = paddle.static.Program(), paddle.static.Program()
+            with paddle.static.program_guard(main, startup):
+                data = paddle.static.data("x", list(x.shape), self.dtype)
+                twin = self.twin()
+                twin.train() if training else twin.eval()
+                y = twin(data)
+            executor = paddle.static.Executor(place)
+            executor.run(startup)
+            scope = paddle.static.global_scope()
+            names = {key: p.name for key, p in twin.state_dict().items()}
+            for key, name in names.items():
+                scope.find_var(name).get_tensor().set(values[key], place)
+            (output,) = executor.run(main, feed={"x": np.asarray(x, dtype=self.dtype)}, fetch_list=[y])
+            after = {key: np.array(scope.find_var(name).get_tensor()) for key, name in names.items()}
+        finally:
+            paddle.disable_static()
+        for key, param in self.layer.state_dict().items():
+            param.set_value(after[key])
+        return np.asarray(output)
 
     def reset_running_stats(self) -> None:
         # Paddle's batch norm has no reset method (and keeps no batch count): the buffers are
@@ -206,7 +241,8 @@ class PaddleAdapter(Adapter):
                 raise Unsupported(f"Paddle {self.version()} has no CPU kernel for batch_norm "
                                   f"in {dtype} (only float32 and float64 are registered)")
             return _PaddleHandle(self._batch_norm(layer, dtype), dtype, layer.running_stats,
-                                 affine=layer.affine, trainable=layer.trainable)
+                                 affine=layer.affine, trainable=layer.trainable,
+                                 twin=lambda: self._batch_norm(layer, dtype))
         return _PaddleHandle(self._dropout(layer), dtype, running_stats=False)
 
     def _batch_norm(self, spec: BatchNormSpec, dtype: str) -> paddle.nn.Layer:

@@ -71,7 +71,7 @@ class _TfHandle:
                 "paddle's inference mode): an eager call without a GradientTape is the only "
                 "no-recording pass, and it is already the no_grad context; Keras' predict() "
                 "forces training=False (eval mode) rather than providing a context")
-        if context not in ("plain", "no_grad", "compiled"):
+        if context not in ("plain", "no_grad", "compiled", "graph"):
             raise ValueError(f"unknown forward context {context!r}")
         if context == "no_grad" and grad_output is not None:
             raise ValueError("a no_grad forward pass cannot produce gradients")
@@ -84,6 +84,8 @@ class _TfHandle:
             training = False
         # (frozen and not trainable: layer.trainable = False was set at build time and the
         # layer gets the mode's training flag as is; Keras itself then runs in inference mode.)
+        if context == "graph":
+            return {"output": self._graph_call(np.asarray(x), training)}
         with tf.device(self.device):
             xt = tf.cast(tf.constant(x), self.dtype)
             g = None if grad_output is None else tf.cast(tf.constant(grad_output), self.dtype)
@@ -119,6 +121,36 @@ class _TfHandle:
                 hit = [gr for p, gr in zip(params, grads[1:]) if p is var]
                 out[key] = hit[0] if hit else tf.zeros(var.shape, var.dtype)
         return out
+
+    def _graph_call(self, x: np.ndarray, training: bool) -> np.ndarray:
+        """TF1-style graph mode: a twin of the layer (same config) is built in a
+        ``tf.Graph``, its variables loaded with this layer's values, and the output fetched
+        in a ``tf.compat.v1.Session`` under control dependencies on the UPDATE_OPS
+        collection, the documented TF1 recipe for running batch-norm updates
+        (https://www.tensorflow.org/api_docs/python/tf/compat/v1/layers/batch_normalization).
+        The twin's variables are then copied back, so whatever the graph run changed (or
+        did not) is what the next step sees."""
+        if self.dtype not in (tf.float32, tf.float64):
+            raise Unsupported("the graph context is driven in float32 and float64 only")
+        values = [np.array(w.numpy()) for w in self.layer.weights]  # eager, before the graph
+        graph = tf.Graph()
+        with graph.as_default(), tf.device(self.device):
+            twin = type(self.layer).from_config(self.layer.get_config())
+            placeholder = tf.compat.v1.placeholder(self.dtype, x.shape)
+            y = twin(placeholder, training=training)
+            with tf.control_dependencies(tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)):
+                y = tf.identity(y)
+            # Keras 3 variables wrap a tf.Variable in ``_value``; assign and read it directly
+            loads = [tf.compat.v1.assign(w._value, v) for w, v in zip(twin.weights, values)]
+            reads = [tf.identity(w._value) for w in twin.weights]
+            with tf.compat.v1.Session(graph=graph) as session:
+                session.run(tf.compat.v1.global_variables_initializer())
+                session.run(loads)
+                output = session.run(y, {placeholder: x.astype(self.dtype.as_numpy_dtype)})
+                after = session.run(reads)
+        for var, value in zip(self.layer.weights, after):
+            var.assign(value)
+        return np.asarray(output)
 
     def reset_running_stats(self) -> None:
         """moving_mean <- 0, moving_variance <- 1 (Keras counts no batches)."""

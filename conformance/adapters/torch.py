@@ -81,6 +81,10 @@ class _Handle:
 
     def forward(self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None,
                 context: str = "plain") -> dict[str, np.ndarray]:
+        if context == "graph":
+            raise Unsupported("PyTorch has no deferred graph-and-session mode whose output is "
+                              "fetched separately from its state updates; its graph compiler is "
+                              "torch.compile (the compiled context), which keeps eager semantics")
         if context not in CONTEXTS:
             raise Unsupported(f"the torch adapter knows the contexts {', '.join(CONTEXTS)}, "
                               f"not {context!r}")
