@@ -21,8 +21,8 @@ within one run.
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import pickle
 import platform
 import statistics

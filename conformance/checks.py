@@ -11,8 +11,9 @@ axes, and the kept fraction k/n lies within a Hoeffding bound
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

@@ -11,11 +11,19 @@ import difflib
 import json
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from conformance import __version__
-from conformance.adapters import REAL_FRAMEWORKS, AdapterRef, UnknownFramework, from_target, registry, resolve
+from conformance.adapters import (
+    REAL_FRAMEWORKS,
+    AdapterRef,
+    UnknownFramework,
+    from_target,
+    registry,
+    resolve,
+)
 from conformance.errors import SpecErrors
 from conformance.port.cli import add_port_parser, cmd_port
 
@@ -85,7 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     frameworks.add_argument("--format", choices=("text", "json"), default="text")
     add_port_parser(sub)
 
-    from conformance.fuzz.command import add_parser as add_fuzz_parser  # imports nothing heavy
+    from conformance.fuzz.command import (
+        add_parser as add_fuzz_parser,  # imports nothing heavy
+    )
 
     add_fuzz_parser(sub)
     return parser
@@ -106,7 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def load_cases(paths: Sequence[str]) -> list[Case]:
-    from conformance.spec import load_paths  # numpy, YAML and jsonschema: only when needed
+    from conformance.spec import (
+        load_paths,  # numpy, YAML and jsonschema: only when needed
+    )
 
     cases, errors = load_paths(paths)
     if errors:

@@ -3,8 +3,8 @@ catches them before it has loaded numpy or jsonschema)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ estimator here, and a fact no case measured is absent from the table, never gues
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -11,8 +11,9 @@ the top: the kit's modules are imported when a spec file is collected.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import difflib
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Iterable
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import jsonschema
 import numpy as np

@@ -13,13 +13,18 @@ raised where the spec expects it to. ``unsupported``: the framework has no such 
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from conformance import facts
 from conformance.checks import QuantityCheck, agrees, compare, reference_run
 from conformance.model import BatchNormSpec, Case
 from conformance.program import CaseRun
-from conformance.reference import CONVENTION_VALUES, conventions_for, flatten_conventions
+from conformance.reference import (
+    CONVENTION_VALUES,
+    conventions_for,
+    flatten_conventions,
+)
 
 VERDICTS = ("conforms", "convention", "divergence", "error", "expected-error", "unsupported", "skipped")
 FAILING = ("divergence", "error")

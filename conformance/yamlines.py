@@ -4,7 +4,8 @@ every complaint about a spec can say ``file:line``."""
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import yaml
 
@@ -63,7 +64,7 @@ _FLOAT = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
     |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
     |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
     |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""", re.X)
+    |\.(?:nan|NaN|NAN))$""", re.VERBOSE)
 _LineLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:float"]
     for first, resolvers in _SafeBase.yaml_implicit_resolvers.items()
@@ -75,7 +76,7 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _co
 
 def load(text: str) -> Any:
     """Parse YAML safely; raises ``yaml.YAMLError`` (with a ``problem_mark``) on bad input."""
-    return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a safe loader
+    return yaml.load(text, Loader=_LineLoader)
 
 
 def line_of(root: Any, path: Iterable[Any]) -> int:

@@ -6,11 +6,11 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
+from helpers import BN_PROGRAM, cases_from
 
-import conformance.adapters as adapters
+from conformance import adapters
 from conformance.adapters import UnknownFramework, from_target, registry, resolve
 from conformance.runner import run
-from helpers import BN_PROGRAM, cases_from
 
 
 def test_unknown_names_get_did_you_mean() -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 import fake_adapters as fake
+import pytest
+from helpers import cases_from, verdict_of
+
 from conformance import conventions
 from conformance.adapters.numpy import NumpyAdapter
 from conformance.spec import load_file
-from helpers import cases_from, verdict_of
 
 PROBES = {c.name: c for c in load_file("specs/batchnorm/probes.yaml")}
 DROPOUT = {c.name: c for c in load_file("specs/dropout/train_eval.yaml")}

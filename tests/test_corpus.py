@@ -8,21 +8,10 @@ from conformance.spec import load_paths
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 
-AREAS = """
-bn.train_forward bn.layouts bn.running_update bn.momentum bn.cumulative_average
-bn.running_var_estimator bn.eval_forward bn.mode_switching bn.defaults bn.eps
-bn.no_running_stats bn.frozen bn.single_value bn.affine bn.gradients bn.update_triggers
-bn.mixed_precision bn.numerics bn.recompute_stats
-dropout.train_statistics dropout.scaling dropout.eval dropout.rate_edges dropout.channel
-dropout.determinism
-""".split()
+AREAS = ["bn.train_forward", "bn.layouts", "bn.running_update", "bn.momentum", "bn.cumulative_average", "bn.running_var_estimator", "bn.eval_forward", "bn.mode_switching", "bn.defaults", "bn.eps", "bn.no_running_stats", "bn.frozen", "bn.single_value", "bn.affine", "bn.gradients", "bn.update_triggers", "bn.mixed_precision", "bn.numerics", "bn.recompute_stats", "dropout.train_statistics", "dropout.scaling", "dropout.eval", "dropout.rate_edges", "dropout.channel", "dropout.determinism"]
 
 # the fact keys ../shared/design.md requires of the conventions table
-FACTS = """
-bn.default_update_weight bn.momentum_weights bn.default_eps bn.running_var_estimator.rank2
-bn.running_var_estimator.rank4 bn.single_value_per_channel_train bn.cumulative_average
-dropout.rate_meaning dropout.train_scale dropout.eval dropout.rate_one_train
-""".split()
+FACTS = ["bn.default_update_weight", "bn.momentum_weights", "bn.default_eps", "bn.running_var_estimator.rank2", "bn.running_var_estimator.rank4", "bn.single_value_per_channel_train", "bn.cumulative_average", "dropout.rate_meaning", "dropout.train_scale", "dropout.eval", "dropout.rate_one_train"]
 
 
 def test_every_area_has_cases() -> None:

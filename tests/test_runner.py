@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import cases_from
 
 from conformance import RESULTS_SCHEMA
 from conformance.adapters import from_target, resolve
 from conformance.runner import run
-from helpers import cases_from
 
 CRASH_SPEC = """
 cases:

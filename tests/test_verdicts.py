@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import math
 
+import fake_adapters as fake
 import numpy as np
 import pytest
+from helpers import BN_PROGRAM, DROPOUT_PROGRAM, cases_from, verdict_of
 
-import fake_adapters as fake
 from conformance.adapters.numpy import NumpyAdapter
 from conformance.checks import check_dropout_train, compare_arrays, kept_fraction_bound
 from conformance.model import DropoutSpec, Tolerance
 from conformance.reference import DropoutConventions
-from helpers import BN_PROGRAM, DROPOUT_PROGRAM, cases_from, verdict_of
 
 TOL = Tolerance(atol=1e-6, rtol=1e-6)
 
