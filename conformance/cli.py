@@ -199,10 +199,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_conventions(args: argparse.Namespace) -> int:
     from conformance import conventions
-    from conformance.results import load_documents
+    from conformance.report.merge import load_runs
 
     try:
-        documents = load_documents(args.paths)
+        documents = load_runs(args.paths)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     table = conventions.rows(documents)

@@ -92,27 +92,3 @@ def write(out_dir: str | Path, results: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(clean(results), indent=1, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
-
-
-def read(path: str | Path) -> dict[str, Any]:
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("conformance.results/"):
-        raise ValueError(f"{path}: not a conformance results file (no 'schema' key)")
-    return data
-
-
-def load_documents(paths: list[str]) -> list[dict[str, Any]]:
-    """Every results file in ``paths`` (files, or folders searched for ``*.json``).
-    Raises ValueError naming the file for anything that is not a results file."""
-    documents = []
-    for raw in paths:
-        path = Path(raw)
-        files = sorted(path.glob("*.json")) if path.is_dir() else [path]
-        if not path.exists():
-            raise ValueError(f"{path}: no such file or folder; expected results files or folders")
-        for file in files:
-            try:
-                documents.append(read(file))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ValueError(f"{file}: cannot read it ({exc}); expected a results JSON file") from None
-    return documents

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from conformance import conventions
-from conformance.results import load_documents
+from conformance.report.merge import load_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_conventions_document_matches_its_results() -> None:
-    documents = load_documents([str(ROOT / "docs" / "results")])
+    documents = load_runs([str(ROOT / "docs" / "results")])
     assert {d["framework"] for d in documents} == {"torch", "paddle", "tf"}
     generated = conventions.to_document(conventions.rows(documents), documents)
     committed = (ROOT / "docs" / "conventions.md").read_text()

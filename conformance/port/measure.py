@@ -21,7 +21,7 @@ from conformance.model import Case
 from conformance.port.neutral import Ported
 from conformance.port.parse import PortError
 from conformance.port.runs import FrameworkRuns, run_cases
-from conformance.results import load_documents
+from conformance.report.merge import load_runs
 from conformance.spec import load_paths, load_text
 
 SMALL_RUN = Path("port/translated.yaml")  # gives the generated cases ids port/translated::<name>
@@ -144,7 +144,7 @@ def measure(ported: Ported, targets: list[str], results: list[str] | None = None
     documents: list[dict[str, Any]] = []
     if results:
         try:
-            documents = load_documents(results)
+            documents = load_runs(results)
         except ValueError as exc:
             raise PortError(str(exc)) from None
         out.origin = f"results in {', '.join(results)}"

@@ -167,6 +167,16 @@ def _check_run(path: Path, where: str, run: Any) -> None:
                                    f"{case['verdict']!r}; expected one of {', '.join(VERDICTS)}")
 
 
+def load_runs(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Every run in ``paths``, checked as ``load`` checks them, unmerged: one per results
+    file, and each column of a merged report (``conformance conventions`` reads these)."""
+    runs: list[dict[str, Any]] = []
+    for path in expand(paths):
+        data = read_document(path)
+        runs.extend(data["columns"] if data["schema"] == REPORT_SCHEMA else [data])
+    return runs
+
+
 def load(paths: Sequence[str | Path]) -> Matrix:
     """Read and merge results files and folders (see the module docstring for the rule)."""
     matrix = Matrix()
