@@ -14,7 +14,7 @@ For each framework, in one run on one machine:
 
 plus ``import_s`` (``import conformance`` in a fresh interpreter) and
 ``all_frameworks_wall_s`` (``conformance run`` with every framework at once, side by side).
-Each time is the median of ``--repeat`` runs. Numbers, never assertions: compare ratios
+Each time is the median of ``--repeat`` runs, the kit's and the floor's taken in turns. Numbers, never assertions: compare ratios
 within one run.
 """
 
@@ -49,6 +49,17 @@ def _median(command: list[str], repeat: int) -> float:
     return statistics.median(_timed(command) for _ in range(repeat))
 
 
+def _interleaved(first: list[str], second: list[str], repeat: int) -> tuple[float, float]:
+    """Medians of ``repeat`` runs of each command, taken in turns (first, second, first,
+    ...) so that both see the same machine: a shared machine's load and page cache drift
+    over seconds, and a framework's import is mostly reading its libraries."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeat):
+        times[0].append(_timed(first))
+        times[1].append(_timed(second))
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def floor(framework: str, cases_file: str) -> None:
     """The plain script: import the framework, make the calls, nothing else."""
     from conformance.program import execute
@@ -66,9 +77,9 @@ def floor(framework: str, cases_file: str) -> None:
 
 def measure(framework: str, specs: list[str], cases_file: str, count: int, repeat: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as out:
-        kit = _median([sys.executable, "-m", "conformance", "run", "-q", "-f", framework,
-                       "--out", out, *specs], repeat)
-    plain = _median([sys.executable, "-m", "conformance.bench", "--floor", framework, cases_file], repeat)
+        kit, plain = _interleaved(
+            [sys.executable, "-m", "conformance", "run", "-q", "-f", framework, "--out", out, *specs],
+            [sys.executable, "-m", "conformance.bench", "--floor", framework, cases_file], repeat)
     return {"cases": count, "kit_s": round(kit, 3), "floor_s": round(plain, 3),
             "overhead_ratio": round(kit / plain, 3),
             "per_case_overhead_ms": round(1000 * (kit - plain) / count, 2),

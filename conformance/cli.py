@@ -153,12 +153,16 @@ def select_frameworks(names: str, adapters: Sequence[str]) -> list[AdapterRef]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from conformance.report.progress import live_progress
-    from conformance.runner import prestart, print_summary, run
+    from conformance.worker import prestart  # light: spawning comes before the heavy imports
 
     refs = select_frameworks(args.framework, args.adapter)
     devices = parse_devices(args.device)
-    workers = prestart(refs, args.timeout)  # frameworks import while the specs load
+    # the frameworks import (most of a run's start) while the kit imports and the specs load
+    workers = prestart(refs, args.timeout)
+
+    from conformance.report.progress import live_progress
+    from conformance.runner import print_summary, run
+
     try:
         cases = load_cases(args.paths)
     except (SpecErrors, UsageError):

@@ -91,31 +91,22 @@ class FrameworkSession:
         return next(self.run_many([case], device))
 
     def run_many(self, cases: list[Case], device: str) -> Iterator[dict[str, Any]]:
-        """Run and judge ``cases`` in order, each entry recorded as it is judged. While the
-        parent judges one case, the worker already runs the next."""
+        """Run and judge ``cases`` in order, each entry recorded as it is judged. The worker
+        gets every case that needs it at once (``WorkerProcess.stream``), so it runs ahead
+        while the parent judges."""
         self.document(device)
-        pending: Case | None = None  # submitted to the worker, result not collected yet
-        for case in cases:
-            if case.id in self.finished.get(device, {}) or self._without_worker(case, device):
-                if pending is not None:
-                    yield self._record(pending, device, self._collect(pending))
-                    pending = None
-                yield self._record(case, device, None)
-                continue
-            assert self.worker is not None
-            if pending is None:
-                self.worker.submit(case, device)
-            else:
-                run = self.worker.collect(pending)
-                self.worker.submit(case, device)
-                yield self._record(pending, device, self._judged(pending, run))
-            pending = case
-        if pending is not None:
-            yield self._record(pending, device, self._collect(pending))
-
-    def _collect(self, case: Case) -> dict[str, Any]:
-        assert self.worker is not None
-        return self._judged(case, self.worker.collect(case))
+        needs_worker = [case.id not in self.finished.get(device, {})
+                        and self._without_worker(case, device) is None for case in cases]
+        to_run = [case for case, needs in zip(cases, needs_worker) if needs]
+        assert self.worker is not None or not to_run
+        runs = self.worker.stream(to_run, device) if self.worker is not None and to_run else iter(())
+        try:
+            for case, needs in zip(cases, needs_worker):
+                yield self._record(case, device, self._judged(case, next(runs)) if needs else None)
+        finally:
+            close = getattr(runs, "close", None)
+            if close is not None:
+                close()  # an abandoned stream kills the worker instead of leaving it running
 
     def _judged(self, case: Case, run: CaseRun) -> dict[str, Any]:
         return judge(case, run, self.info["documented"])
@@ -224,19 +215,6 @@ def run(cases: list[Case], refs: list[AdapterRef], devices: list[str], out_dir: 
         t.join()
     outcome.documents.sort(key=lambda d: (d["framework"], d["device"]))
     return outcome
-
-
-def prestart(refs: list[AdapterRef], case_timeout_s: float = CASE_TIMEOUT_S) -> dict[str, WorkerProcess]:
-    """Spawn the installed frameworks' workers now, so that their imports overlap with
-    whatever the caller does next (loading specs); ``run`` waits for them. Keyed by the
-    adapter's ``module:Class`` target."""
-    workers = {}
-    for ref in refs:
-        if ref.installed():
-            # keyed by target: two --adapter classes from one module share a module name
-            workers[ref.target] = WorkerProcess(ref, case_timeout_s)
-            workers[ref.target].spawn()
-    return workers
 
 
 def print_summary(outcome: RunOutcome, stream: TextIO | None = None) -> None:

@@ -4,6 +4,10 @@ The parent keeps one ``WorkerProcess`` per framework alive for the whole run and
 cases over a pipe; the child (``serve``) is the only place an adapter, and so a framework,
 is ever imported. A worker that raises, aborts, segfaults or hangs past its timeout becomes
 an ``error`` result for the case it was running, and is restarted for the next case.
+
+This module imports neither numpy nor the spec model at import time: the command line
+spawns the workers before anything heavy is imported, so that the frameworks' imports
+(the bulk of a run's start) begin as early as possible.
 """
 
 from __future__ import annotations
@@ -11,12 +15,15 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conformance.adapters import AdapterRef, load_class
-from conformance.model import Case
-from conformance.program import CaseRun, execute
+
+if TYPE_CHECKING:
+    from conformance.model import Case
+    from conformance.program import CaseRun
 
 START_TIMEOUT_S = 300.0
 CASE_TIMEOUT_S = 120.0
@@ -27,7 +34,13 @@ class WorkerFailed(Exception):
 
 
 def serve(conn: Connection, target: str) -> None:
-    """Child process: load the adapter, answer requests until told to stop."""
+    """Child process: load the adapter, answer requests until told to stop.
+
+    Requests: ``("run", case, device)`` answers one run; ``("run_all", cases, device)``
+    answers one run per case, in order, each sent as soon as it is done.
+    """
+    from conformance.program import execute
+
     try:
         adapter = load_class(target)()
         conn.send(("ready", adapter.describe()))
@@ -49,13 +62,21 @@ def serve(conn: Connection, target: str) -> None:
             if op == "environment":
                 conn.send(("ok", adapter.environment(request[1])))
             elif op == "run":
-                case, device = request[1], request[2]
-                run = execute(lambda: adapter.build(case.layer, case.dtype, device), case)
-                conn.send(("ok", run))
+                conn.send(_run_one(adapter, execute, request[1], request[2]))
+            elif op == "run_all":
+                for case in request[1]:
+                    conn.send(_run_one(adapter, execute, case, request[2]))
             else:
                 conn.send(("error", f"unknown request {op!r}"))
         except Exception as exc:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def _run_one(adapter: Any, execute: Any, case: Case, device: str) -> tuple[str, Any]:
+    try:
+        return ("ok", execute(lambda: adapter.build(case.layer, case.dtype, device), case))
+    except Exception as exc:  # execute reports the framework's failures itself; this is a kit bug
+        return ("error", f"{type(exc).__name__}: {exc}")
 
 
 class WorkerProcess:
@@ -140,18 +161,58 @@ class WorkerProcess:
     def collect(self, case: Case) -> CaseRun:
         """The submitted case's run; a crash or hang becomes an ``error`` run, and the next
         ``submit`` restarts the worker."""
+        from conformance.program import CaseRun
+
         if self._submit_problem:
             return CaseRun(status="error", error_kind="startup", message=self._submit_problem)
+        return self._receive_run(case)[0]
+
+    def _receive_run(self, case: Case) -> tuple[CaseRun, bool]:
+        """The next run on the pipe, and whether the worker was lost getting it (killed
+        after a timeout, or died)."""
+        from conformance.program import CaseRun
+
         try:
             kind, payload = self._receive(self.case_timeout_s, f"running {case.id}")
         except TimeoutError as exc:
-            return CaseRun(status="error", error_kind="timeout", message=str(exc))
+            return CaseRun(status="error", error_kind="timeout", message=str(exc)), True
         except ChildProcessError as exc:
             return CaseRun(status="error", error_kind="signal" if "signal" in str(exc) else "exit",
-                           message=f"{self.ref.name} worker died while running {case.id}: {exc}")
+                           message=f"{self.ref.name} worker died while running {case.id}: {exc}"), True
         if kind != "ok" or not isinstance(payload, CaseRun):
-            return CaseRun(status="error", error_kind="exception", message=str(payload))
-        return payload
+            return CaseRun(status="error", error_kind="exception", message=str(payload)), False
+        return payload, False
+
+    def stream(self, cases: list[Case], device: str) -> Iterator[CaseRun]:
+        """Run ``cases`` in order and yield each run as it arrives. The worker gets them all
+        in one request and never waits for the parent, which judges one case while the
+        worker runs the next ones. A case that crashes or hangs the worker is an ``error``
+        run; the worker restarts and gets the cases after it.
+
+        Leaving the iteration early kills the worker (it would still be running the rest)."""
+        from conformance.program import CaseRun
+
+        remaining = list(cases)
+        try:
+            while remaining:
+                try:
+                    self._ensure_alive()
+                    assert self._conn is not None
+                    self._conn.send(("run_all", remaining, device))
+                except (WorkerFailed, TimeoutError, ChildProcessError, OSError) as exc:
+                    while remaining:
+                        remaining.pop(0)
+                        yield CaseRun(status="error", error_kind="startup", message=str(exc))
+                    return
+                lost = False
+                while remaining and not lost:
+                    run, lost = self._receive_run(remaining[0])
+                    remaining.pop(0)
+                    yield run
+        finally:
+            if remaining:
+                self.kill()
+                self.close()
 
     def run_case(self, case: Case, device: str) -> CaseRun:
         """Run one case and wait for it."""
@@ -182,6 +243,19 @@ class WorkerProcess:
         self._conn = None
         self._process = None
         self.info = {}
+
+
+def prestart(refs: list[AdapterRef], case_timeout_s: float = CASE_TIMEOUT_S) -> dict[str, WorkerProcess]:
+    """Spawn the installed frameworks' workers now, so that their imports overlap with
+    whatever the caller does next (importing the rest of the kit, loading specs); the run
+    waits for them. Keyed by the adapter's ``module:Class`` target (two ``--adapter``
+    classes from one module share a module name)."""
+    workers = {}
+    for ref in refs:
+        if ref.installed():
+            workers[ref.target] = WorkerProcess(ref, case_timeout_s)
+            workers[ref.target].spawn()
+    return workers
 
 
 def _describe_exit(code: int | None) -> str:

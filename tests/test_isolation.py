@@ -63,3 +63,19 @@ def test_every_adapter_has_the_same_interface(name: str) -> None:
     assert names and ast.literal_eval(names[0].value) == name  # registry key == adapter name
     build = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "build")
     assert [a.arg for a in build.args.args] == ["self", "layer", "dtype", "device"]
+
+
+def test_the_run_command_spawns_workers_before_its_heavy_imports() -> None:
+    """``conformance run`` spawns the workers right after parsing its arguments, so the
+    frameworks' imports start at once; what it needs up to there must stay light."""
+    code = (
+        "import sys\n"
+        "import conformance.cli, conformance.worker\n"
+        "from conformance.adapters import resolve\n"
+        "resolve('torch,paddle,tf,numpy')\n"
+        "print(sorted(m for m in ('numpy', 'jsonschema', 'yaml', 'rich', 'importlib.metadata')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=PACKAGE.parent)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

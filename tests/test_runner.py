@@ -106,7 +106,7 @@ def test_registry_entries_respect_version_ranges(tmp_path: Path) -> None:
 
 
 def test_two_adapters_from_one_module_run_side_by_side(tmp_path: Path) -> None:
-    from conformance.runner import prestart
+    from conformance.worker import prestart
 
     refs = [from_target("fake_adapters:BiasedUndocumented"), from_target("fake_adapters:ReversedMomentum")]
     assert refs[0].name == refs[1].name  # both named after the module
@@ -114,3 +114,50 @@ def test_two_adapters_from_one_module_run_side_by_side(tmp_path: Path) -> None:
     assert len(workers) == 2
     outcome = run(cases_from(CRASH_SPEC)[:1], refs, ["cpu"], tmp_path, workers=workers)
     assert sorted(d["framework"] for d in outcome.documents) == ["biased_undocumented", "reversed_momentum"]
+
+
+THREE_DIFFERENT = "cases:\n" + "".join(
+    f"""  - name: case{seed}
+    layer: {{kind: batch_norm, eps: {eps}}}
+    inputs: {{a: {{shape: [4, 2], seed: {seed}}}}}
+    steps: [{{train: a}}]
+"""
+    for seed, eps in [(1, 0.001), (2, 0.01), (3, 0.1)]
+)
+
+
+def test_a_stream_sends_every_case_at_once_and_keeps_their_order() -> None:
+    from conformance.verdicts import judge
+    from conformance.worker import WorkerProcess
+
+    cases = cases_from(THREE_DIFFERENT)
+    worker = WorkerProcess(from_target("fake_adapters:Slow"))
+    try:
+        worker.start()
+        runs = list(worker.stream(cases, "cpu"))
+        assert [judge(c, r, {})["verdict"] for c, r in zip(cases, runs)] == ["conforms"] * 3
+        # a case judged against another case's run diverges: the check above can tell them apart
+        assert judge(cases[2], runs[1], {})["verdict"] == "divergence"
+    finally:
+        worker.close()
+
+
+def test_leaving_a_stream_early_leaves_no_stale_runs_behind() -> None:
+    """The worker got the whole batch; if the caller stops reading, the rest of the batch
+    must not be answered to the next request."""
+    from conformance.verdicts import judge
+    from conformance.worker import WorkerProcess
+
+    cases = cases_from(THREE_DIFFERENT)
+    worker = WorkerProcess(from_target("fake_adapters:Slow"))
+    try:
+        worker.start()
+        stream = worker.stream(cases, "cpu")
+        first = next(stream)
+        stream.close()
+        assert judge(cases[0], first, {})["verdict"] == "conforms"
+        later = worker.run_case(cases[2], "cpu")
+        assert judge(cases[2], later, {})["verdict"] == "conforms"
+        assert worker.restarts == 1  # the abandoned worker was killed, not reused
+    finally:
+        worker.close()

@@ -11,7 +11,7 @@ import difflib
 import importlib
 import importlib.util
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,14 @@ def registry() -> dict[str, AdapterRef]:
     return found
 
 
+def entry_points(group: str) -> list[Any]:
+    """The entry points of ``group`` in every installed package. ``importlib.metadata`` is
+    imported here, not at the top: it costs more than the rest of the command line's start."""
+    from importlib import metadata
+
+    return list(metadata.entry_points(group=group))
+
+
 def from_target(target: str) -> AdapterRef:
     """An adapter given as ``module:Class`` on the command line; its name is the class's
     ``name`` attribute, read in the worker, so here the module name stands in."""
@@ -75,7 +83,8 @@ def resolve(names: str | list[str]) -> list[AdapterRef]:
     """Turn ``"torch,paddle"`` into refs; an unknown name gets "did you mean"."""
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
-    known = registry()
+    # a built-in name never needs the entry-point scan (built-ins win over entry points anyway)
+    known = BUILTIN if all(name in BUILTIN for name in names) else registry()
     refs = []
     for name in names:
         if name not in known:
