@@ -1,10 +1,11 @@
 """Compare what a framework observed with what the spec expects.
 
 Arrays are compared elementwise: ``|observed - expected| <= atol + rtol * |expected|``
-(NaN matches NaN). Dropout in training is random, so its output is checked by properties
-instead of values: every kept value equals ``scale * x`` (scale = 1/(1-p) for inverted
-dropout), every dropped value is exactly 0, channel-wise masks are shared along the spatial
-axes, and the kept fraction k/n lies within a Hoeffding bound
+(NaN matches NaN, and an infinity only the same infinity). Dropout in training is random,
+so its output is checked by properties instead of values: every kept value equals
+``scale * x`` (scale = 1/(1-p) for inverted dropout), every dropped value is exactly 0,
+channel-wise masks are shared along the spatial axes, and the kept fraction k/n lies
+within a Hoeffding bound
 ``|k/n - (1-p)| <= sqrt(ln(2/alpha) / (2n))`` whose false-alarm rate is alpha = 1e-9.
 """
 
@@ -12,14 +13,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
 from conformance.adapters.numpy import NumpyAdapter
 from conformance.model import Case, DropoutSpec, Step, Tolerance
-from conformance.program import CaseRun, execute
+from conformance.program import CaseRun, execute, run_steps
 from conformance.reference import (
     DropoutConventions,
     channel_axis_index,
@@ -47,8 +48,8 @@ class QuantityCheck:
     observable: bool = True
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items()
-                if v is not None and v != "" and not (k == "observable" and v)}
+        values = ((f.name, getattr(self, f.name)) for f in fields(self))
+        return {k: v for k, v in values if v is not None and v != "" and not (k == "observable" and v)}
 
     def describe(self) -> str:
         where = f"{self.quantity} at step {self.step}"
@@ -68,15 +69,15 @@ def compare_arrays(step: int, quantity: str, observed: np.ndarray, expected: np.
                              note=f"shape {observed.shape}, expected {expected.shape}")
     if observed.size == 0:
         return QuantityCheck(step, quantity, True)
-    magnitude = np.abs(expected)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        err = np.abs(observed - expected)
-        if np.isnan(err).any():  # NaN matches NaN; NaN against a number is an infinite error
-            err = np.where(np.isnan(observed) & np.isnan(expected), 0.0, err)
-            err[np.isnan(err)] = np.inf
-            magnitude = np.nan_to_num(magnitude, nan=0.0)
+        # equal values match exactly, NaN matching NaN and an infinity the same infinity;
+        # anything else against a NaN or an infinity is an infinite error
+        same = (observed == expected) | (np.isnan(observed) & np.isnan(expected))
+        err = np.where(same, 0.0, np.abs(observed - expected))
+        err[np.isnan(err)] = np.inf
+        magnitude = np.where(np.isfinite(expected), np.abs(expected), 0.0)
         ok = bool((err <= tol.atol + tol.rtol * magnitude).all())
-        # relative error where it is defined: elements whose expected value is not zero
+        # relative error where it is defined: elements whose expected value is finite, not zero
         rel = np.divide(err, magnitude, out=np.zeros_like(err), where=magnitude != 0)
     flat = int(err.argmax())
     worst = np.unravel_index(flat, err.shape)
@@ -86,6 +87,20 @@ def compare_arrays(step: int, quantity: str, observed: np.ndarray, expected: np.
         worst_index=[int(i) for i in worst] if err.ndim else None,
         observed=float(observed[worst]), expected=float(expected[worst]),
     )
+
+
+def within(observed: np.ndarray, expected: np.ndarray, tol: Tolerance) -> bool:
+    """``compare_arrays(...).ok`` without the error statistics. Where a difference is not
+    finite (a NaN or an infinity in the arrays) it defers to ``compare_arrays``'s rules."""
+    observed = np.asarray(observed, np.float64)
+    expected = np.asarray(expected, np.float64)
+    if observed.shape != expected.shape:
+        return False
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(observed - expected)
+        if not np.isfinite(err).all():
+            return compare_arrays(0, "", observed, expected, tol).ok
+        return bool((err <= tol.atol + tol.rtol * np.abs(expected)).all())
 
 
 def kept_fraction_bound(units: int) -> float:
@@ -163,9 +178,27 @@ def compare(case: Case, observed: CaseRun, settings: dict[str, str],
 
 
 def agrees(case: Case, observed: CaseRun, settings: dict[str, str], expected: CaseRun) -> bool:
-    """Whether the reference under ``settings`` reproduces every observation; stops at the
-    first quantity that differs (the convention search calls this dozens of times a case)."""
+    """Whether the reference run ``expected`` under ``settings`` reproduces every
+    observation; stops at the first quantity that differs."""
     return all(c.ok for c in _checks(case, observed, settings, expected, use_literal=False))
+
+
+def reproduces(case: Case, observed: CaseRun, settings: dict[str, str]) -> bool:
+    """Whether the reference under ``settings`` runs the whole case and reproduces every
+    observation. The reference runs step by step and stops at the first step that
+    differs: the convention search asks this dozens of times a case, and most of the
+    conventions it tries are told apart by the first step or two."""
+    adapter = NumpyAdapter(settings)
+    expected = CaseRun(status="ok")
+    for index in run_steps(lambda: adapter.build(case.layer, "float64", "cpu"), case, expected):
+        if index >= len(observed.steps):
+            continue
+        step, got = case.steps[index], observed.steps[index]
+        for quantity in step.observe:
+            if quantity in got and not _check_one(case, index, step, quantity, got[quantity], expected,
+                                                  settings, use_literal=False, verdict_only=True).ok:
+                return False
+    return expected.status == "ok" and all(c.ok for c in check_masks(case, observed))
 
 
 def _checks(case: Case, observed: CaseRun, settings: dict[str, str], expected: CaseRun | None,
@@ -204,7 +237,10 @@ def check_masks(case: Case, observed: CaseRun) -> list[QuantityCheck]:
 
 
 def _check_one(case: Case, index: int, step: Step, quantity: str, got: np.ndarray,
-               expected: CaseRun, settings: dict[str, str], use_literal: bool) -> QuantityCheck:
+               expected: CaseRun, settings: dict[str, str], use_literal: bool,
+               verdict_only: bool = False) -> QuantityCheck:
+    """One quantity at one step; with ``verdict_only`` only ``ok`` is worked out where
+    that is cheaper (the error statistics of a comparison cost more than the comparison)."""
     exact = Tolerance(0.0, 0.0)
     tol = exact if quantity == "batch_count" else case.tolerance
     if use_literal and (index, quantity) in case.literal:
@@ -218,4 +254,6 @@ def _check_one(case: Case, index: int, step: Step, quantity: str, got: np.ndarra
     if index >= len(expected.steps) or quantity not in expected.steps[index]:
         return QuantityCheck(index, quantity, False, note=f"the reference has no {quantity} here "
                              f"({expected.message or 'not defined for this layer'})")
+    if verdict_only:
+        return QuantityCheck(index, quantity, within(got, expected.steps[index][quantity], tol))
     return compare_arrays(index, quantity, got, expected.steps[index][quantity], tol)

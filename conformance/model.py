@@ -10,7 +10,7 @@ so PyTorch's ``momentum=0.1`` and Paddle's / Keras' ``momentum=0.9`` are both ``
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import numpy as np
@@ -151,8 +151,8 @@ class Case:
     def program(self) -> dict[str, Any]:
         """The case as plain data for results files: layer parameters, dtype, steps and
         input shapes, enough to reproduce it in a framework's own code."""
-        layer = {k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                 for k, v in asdict(self.layer).items() if v is not None}
+        values = ((f.name, getattr(self.layer, f.name)) for f in fields(self.layer))
+        layer = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in values if v is not None}
         return {
             "layer": layer,
             "dtype": self.dtype,

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -35,35 +36,43 @@ class CaseRun:
 def execute(build: Callable[[], LayerHandle], case: Case) -> CaseRun:
     """Build the layer with ``build`` and run every step of ``case`` on it."""
     start = time.perf_counter()
-    run = _execute(build, case)
+    run = CaseRun(status="ok")
+    for _ in run_steps(build, case, run):
+        pass
     run.duration_s = time.perf_counter() - start
     return run
 
 
-def _execute(build: Callable[[], LayerHandle], case: Case) -> CaseRun:
+def run_steps(build: Callable[[], LayerHandle], case: Case, run: CaseRun) -> Iterator[int]:
+    """Run ``case`` into ``run`` step by step, yielding each step's index once its
+    observations are in ``run.steps``, so that a caller can stop at the first step that
+    tells it enough. A failure ends the iteration with ``run.status`` saying what happened."""
     try:
         layer = build()
     except Unsupported as exc:
-        return CaseRun(status="unsupported", message=str(exc))
+        run.status, run.message = "unsupported", str(exc)
+        return
     except DeviceUnavailable as exc:
-        return CaseRun(status="skipped", message=str(exc))
+        run.status, run.message = "skipped", str(exc)
+        return
     except Exception as exc:  # a framework raising is a result, not a crash of the kit
-        return _error(CaseRun(status="error"), exc, step=-1)
-    run = CaseRun(status="ok")
+        _error(run, exc, step=-1)
+        return
     for index, step in enumerate(case.steps):
         try:
             layer, produced = _perform(step, layer, build, case)
             produced.update(layer.state())
         except Unsupported as exc:
-            return CaseRun(status="unsupported", steps=run.steps, dtypes=run.dtypes,
-                           message=f"step {index}: {exc}")
+            run.status, run.message = "unsupported", f"step {index}: {exc}"
+            return
         except Exception as exc:
-            return _error(run, exc, step=index)
+            _error(run, exc, step=index)
+            return
         observed = {q: produced[q] for q in step.observe if q in produced}
-        run.dtypes.append({q: str(np.asarray(v).dtype) for q, v in observed.items()})
+        run.dtypes.append({q: _dtype_name(v) for q, v in observed.items()})
         # always a copy: an adapter may hand back views of buffers the next step updates
         run.steps.append({q: np.array(v, dtype=np.float64) for q, v in observed.items()})
-    return run
+        yield index
 
 
 def _perform(step: Step, layer: LayerHandle, build: Callable[[], LayerHandle],
@@ -82,6 +91,19 @@ def _perform(step: Step, layer: LayerHandle, build: Callable[[], LayerHandle],
     if step.context == "plain":
         return layer, dict(layer.forward(x, step.mode, grad_output))
     return layer, dict(layer.forward(x, step.mode, grad_output, context=step.context))
+
+
+_DTYPE_NAMES: dict[np.dtype[Any], str] = {}
+
+
+def _dtype_name(value: Any) -> str:
+    """``str(dtype)``, remembered: numpy builds the name anew on every call, and the
+    reference asks for it on every observation of every convention the kit tries."""
+    dtype = np.asarray(value).dtype
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype)
+    return name
 
 
 def _error(run: CaseRun, exc: BaseException, step: int) -> CaseRun:

@@ -132,6 +132,17 @@ def test_compare_arrays_tolerance_edges() -> None:
     assert not shape.ok and "shape" in shape.note
 
 
+def test_an_infinity_matches_only_the_same_infinity() -> None:
+    """A relative tolerance of an infinite expected value is infinite: without the exact
+    rule any finite value, or the opposite infinity, would pass."""
+    tol = Tolerance(atol=0.1, rtol=0.01)
+    inf = np.inf
+    assert compare_arrays(0, "output", np.array([inf, -inf]), np.array([inf, -inf]), tol).ok
+    for observed, expected in [(1.0, inf), (-inf, inf), (inf, 1.0), (np.nan, inf), (inf, np.nan)]:
+        check = compare_arrays(0, "output", np.array([observed]), np.array([expected]), tol)
+        assert not check.ok and check.max_abs_error == inf, (observed, expected)
+
+
 def test_kept_fraction_bound_is_hoeffding_at_one_in_a_billion() -> None:
     assert kept_fraction_bound(10_000) == pytest.approx(math.sqrt(math.log(2e9) / 20_000))
     assert kept_fraction_bound(10_000) == pytest.approx(0.0327, abs=1e-4)
