@@ -144,10 +144,12 @@ class FrameworkSession:
     def finish(self) -> list[dict[str, Any]]:
         """Stop the worker and write the final results files."""
         if self.worker is not None:
-            self.worker.close()
+            self.worker.stop()  # it exits while the files are written
         if self.out_dir is not None:
             for doc in self.documents.values():
                 results.write(self.out_dir, doc)
+        if self.worker is not None:
+            self.worker.close()
         return list(self.documents.values())
 
 

@@ -90,6 +90,7 @@ class WorkerProcess:
         self._conn: Connection | None = None
         self.restarts = 0
         self._submit_problem = ""
+        self._stopping = False  # sent "stop"; the process exits on its own
 
     def spawn(self) -> None:
         """Start the process without waiting: the framework imports while the parent goes on
@@ -129,7 +130,7 @@ class WorkerProcess:
             raise ChildProcessError(_describe_exit(code)) from None
 
     def _ensure_alive(self) -> None:
-        if self._process is None or not self._process.is_alive():
+        if self._process is None or self._stopping or not self._process.is_alive():
             if self._process is not None:
                 self.close()
             self.restarts += 1
@@ -230,18 +231,27 @@ class WorkerProcess:
             self._process.kill()
             self._process.join(5)
 
-    def close(self) -> None:
-        if self._conn is not None and self._process is not None and self._process.is_alive():
+    def stop(self) -> None:
+        """Ask the worker to exit and go on without waiting: a framework's process takes
+        tens of milliseconds to exit, time the caller can spend writing results. ``close``
+        then waits for it."""
+        if self._conn is not None and self._process is not None and not self._stopping:
             try:
                 self._conn.send(("stop",))
-                self._process.join(10)
-            except (OSError, BrokenPipeError):
+            except OSError:  # it is gone already; close reaps it
                 pass
+            self._stopping = True
+
+    def close(self) -> None:
+        if self._process is not None and self._process.is_alive():
+            self.stop()
+            self._process.join(10)
         self.kill()
         if self._conn is not None:
             self._conn.close()
         self._conn = None
         self._process = None
+        self._stopping = False
         self.info = {}
 
 

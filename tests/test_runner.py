@@ -161,3 +161,21 @@ def test_leaving_a_stream_early_leaves_no_stale_runs_behind() -> None:
         assert worker.restarts == 1  # the abandoned worker was killed, not reused
     finally:
         worker.close()
+
+
+def test_a_stopped_worker_is_not_sent_more_work() -> None:
+    """``stop`` lets the process exit in the background; a request after it must go to a
+    fresh worker, not to the one on its way out."""
+    from conformance.verdicts import judge
+    from conformance.worker import WorkerProcess
+
+    cases = cases_from(THREE_DIFFERENT)
+    worker = WorkerProcess(from_target("fake_adapters:Slow"))
+    try:
+        worker.start()
+        worker.stop()
+        run = worker.run_case(cases[1], "cpu")
+        assert run.status == "ok" and judge(cases[1], run, {})["verdict"] == "conforms"
+        assert worker.restarts == 1
+    finally:
+        worker.close()
