@@ -2,9 +2,7 @@
 processes started with multiprocessing's spawn re-import this module, and must not pay for
 the CLI's imports."""
 
-import sys
-
 if __name__ == "__main__":
-    from conformance.cli import main
+    from conformance.cli import console_main
 
-    sys.exit(main())
+    console_main()

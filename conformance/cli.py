@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import gc
 import json
 import sys
 import threading
@@ -99,6 +100,19 @@ def _parser() -> argparse.ArgumentParser:
 
     add_fuzz_parser(sub)
     return parser
+
+
+def console_main() -> NoReturn:
+    """The ``conformance`` command and ``python -m conformance``: ``main``, then exit.
+
+    Before exiting, the run's objects are moved out of the garbage collector's reach
+    (``gc.freeze``): the collections Python makes while it shuts down walk every object
+    the run created and every module it imported, which took 60-85 ms on the 2-core
+    machine (about 5% of a whole Paddle run) and 15 ms without them. Nothing is lost: the
+    files are closed and the standard streams are flushed as usual."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -211,3 +211,24 @@ def test_run_summary_goes_to_the_current_stdout() -> None:
 def test_list_text_is_one_line_per_case(capsys: pytest.CaptureFixture[str], corpus) -> None:
     assert main(["list", str(SPECS)]) == 0
     assert len(capsys.readouterr().out.splitlines()) == len(corpus)
+
+
+def test_the_command_exits_with_mains_code_and_complete_output(tmp_path: Path) -> None:
+    """``python -m conformance`` (and the console script) goes through ``console_main``,
+    which leaves the run's objects to the OS: the exit code, the output and the results
+    files must be exactly those of ``main``."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BROKEN)
+    usage = subprocess.run([sys.executable, "-m", "conformance", "validate", str(bad)],
+                           capture_output=True, text=True)
+    assert usage.returncode == 2 and "bad.yaml:4" in usage.stderr
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "conformance", "run", "-q", "-f", "numpy", "--out", str(out),
+                           str(SPECS / "dropout")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith(f"results written to {out}/")
+    data = json.loads((out / "numpy-cpu.json").read_text())
+    assert len(data["cases"]) == len(load_paths([str(SPECS / "dropout")])[0])
