@@ -167,7 +167,9 @@ def select_frameworks(names: str, adapters: Sequence[str]) -> list[AdapterRef]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from conformance.worker import prestart  # light: spawning comes before the heavy imports
+    from conformance.worker import (
+        prestart,  # light: spawning comes before the heavy imports
+    )
 
     refs = select_frameworks(args.framework, args.adapter)
     devices = parse_devices(args.device)

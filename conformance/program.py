@@ -55,7 +55,7 @@ def run_steps(build: Callable[[], LayerHandle], case: Case, run: CaseRun) -> Ite
     except DeviceUnavailable as exc:
         run.status, run.message = "skipped", str(exc)
         return
-    except Exception as exc:  # a framework raising is a result, not a crash of the kit
+    except Exception as exc:  # noqa: BLE001 - a framework raising is a result, not a crash of the kit
         _error(run, exc, step=-1)
         return
     for index, step in enumerate(case.steps):
@@ -65,7 +65,7 @@ def run_steps(build: Callable[[], LayerHandle], case: Case, run: CaseRun) -> Ite
         except Unsupported as exc:
             run.status, run.message = "unsupported", f"step {index}: {exc}"
             return
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - as above, at a step
             _error(run, exc, step=index)
             return
         observed = {q: produced[q] for q in step.observe if q in produced}

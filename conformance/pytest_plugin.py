@@ -135,8 +135,8 @@ class SpecItem(pytest.Item):
         if not isinstance(excinfo.value, SpecFailure):
             return str(super().repr_failure(excinfo))
         entry = excinfo.value.entry
-        lines = [f"{entry['verdict']}{' (stale expectation)' if entry.get('stale') else ''}: "
-                 f"{self.case.id} on {self.ref.name}-{self.device}",
+        lines = [(f"{entry['verdict']}{' (stale expectation)' if entry.get('stale') else ''}: "
+                  f"{self.case.id} on {self.ref.name}-{self.device}"),
                  f"  {entry.get('message', '')}"]
         for check in entry.get("checks", []):
             if not check.get("ok", True):

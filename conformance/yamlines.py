@@ -60,9 +60,11 @@ def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> LineLis
 
 # YAML 1.1 (PyYAML) reads 1e-5 and 1.0e3 as strings, as its float pattern demands a dot and a
 # signed exponent; specs are full of such numbers, so accept the YAML 1.2 / JSON forms too.
+# A fraction needs a digit: PyYAML's own pattern takes "._" for a float and then fails to
+# convert it (found by tests/test_spec_fuzz.py).
 _FLOAT = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
     |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
     |[-+]?\.(?:inf|Inf|INF)
     |\.(?:nan|NaN|NAN))$""", re.VERBOSE)
 _LineLoader.yaml_implicit_resolvers = {

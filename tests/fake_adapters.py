@@ -19,12 +19,12 @@ LINK = "https://example.invalid/docs"
 
 class BiasedUndocumented(NumpyAdapter):
     name = "biased_undocumented"
-    conventions = {"bn.running_var_estimator": "biased"}
+    conventions: ClassVar[dict[str, str]] = {"bn.running_var_estimator": "biased"}
 
 
 class BiasedDocumented(NumpyAdapter):
     name = "biased_documented"
-    conventions = {"bn.running_var_estimator": "biased"}
+    conventions: ClassVar[dict[str, str]] = {"bn.running_var_estimator": "biased"}
     documented: ClassVar[dict[str, Documented]] = {
         "bn.running_var_estimator": Documented("biased", LINK, "multiply running_var by m/(m-1)")}
 
@@ -33,41 +33,41 @@ class ReversedMomentum(NumpyAdapter):
     """The converter bug: PyTorch's momentum passed unchanged to a Keras-style layer."""
 
     name = "reversed_momentum"
-    conventions = {"bn.momentum_weights": "old"}
+    conventions: ClassVar[dict[str, str]] = {"bn.momentum_weights": "old"}
 
 
 class EpsOutside(NumpyAdapter):
     name = "eps_outside"
-    conventions = {"bn.eps_placement": "outside"}
+    conventions: ClassVar[dict[str, str]] = {"bn.eps_placement": "outside"}
 
 
 class BatchStatsInEval(NumpyAdapter):
     name = "batch_stats_in_eval"
-    conventions = {"bn.eval_statistics": "batch"}
+    conventions: ClassVar[dict[str, str]] = {"bn.eval_statistics": "batch"}
 
 
 class NeverUpdates(NumpyAdapter):
     name = "never_updates"
-    conventions = {"bn.running_update": "none"}
+    conventions: ClassVar[dict[str, str]] = {"bn.running_update": "none"}
 
 
 class CumulativeRegardless(NumpyAdapter):
     """Averages every batch equally whatever update weight it is given."""
 
     name = "cumulative_regardless"
-    conventions = {"bn.running_update": "cumulative"}
+    conventions: ClassVar[dict[str, str]] = {"bn.running_update": "cumulative"}
 
 
 class BiasedAndReversed(NumpyAdapter):
     """Two conventions at once: only a search over combinations explains it."""
 
     name = "biased_and_reversed"
-    conventions = {"bn.running_var_estimator": "biased", "bn.momentum_weights": "old"}
+    conventions: ClassVar[dict[str, str]] = {"bn.running_var_estimator": "biased", "bn.momentum_weights": "old"}
 
 
 class UnscaledDropout(NumpyAdapter):
     name = "unscaled_dropout"
-    conventions = {"dropout.train_scale": "none"}
+    conventions: ClassVar[dict[str, str]] = {"dropout.train_scale": "none"}
 
 
 class _Shifted:

@@ -88,8 +88,8 @@ def test_channel_last_equals_channel_first_transposed() -> None:
 def test_gradients_match_finite_differences(mode: str) -> None:
     rng = np.random.default_rng(1)
     x, g = rng.normal(size=(4, 2, 3)), rng.normal(size=(4, 2, 3))
-    kwargs = dict(rank=3, num_features=2, scale=np.array([1.5, -0.7]), shift=np.array([0.2, 0.1]),
-                  running_mean=np.array([0.3, -0.2]), running_var=np.array([2.0, 0.5]))
+    kwargs = {"rank": 3, "num_features": 2, "scale": np.array([1.5, -0.7]), "shift": np.array([0.2, 0.1]),
+              "running_mean": np.array([0.3, -0.2]), "running_var": np.array([2.0, 0.5])}
 
     def loss(x_: np.ndarray, scale: np.ndarray | None = None, shift: np.ndarray | None = None) -> float:
         args = dict(kwargs)

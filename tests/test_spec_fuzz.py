@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conformance.spec import SpecErrors, load_text
@@ -102,6 +102,8 @@ def test_mutated_specs_load_or_fail_cleanly(path: tuple[Any, ...], how: str, val
 
 @FUZZ
 @given(st.text(max_size=300))
+@example("._")  # matched a float pattern, then float('.') raised
+@example("a: [._, -._, 1._, ._1]")
 def test_arbitrary_text_loads_or_fails_cleanly(text: str) -> None:
     _assert_clean(text)
 
