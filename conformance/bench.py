@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from conformance import __version__
 from conformance.adapters import REAL_FRAMEWORKS, load_class, resolve
 
 
@@ -81,7 +82,8 @@ def measure(framework: str, specs: list[str], cases_file: str, count: int, repea
         kit, plain = _interleaved(
             [sys.executable, "-m", "conformance", "run", "-q", "-f", framework, "--out", out, *specs],
             [sys.executable, "-m", "conformance.bench", "--floor", framework, cases_file], repeat)
-    return {"cases": count, "kit_s": round(kit, 3), "floor_s": round(plain, 3),
+        version = json.loads(Path(out, f"{framework}-cpu.json").read_text())["framework_version"]
+    return {"version": version, "cases": count, "kit_s": round(kit, 3), "floor_s": round(plain, 3),
             "overhead_ratio": round(kit / plain, 3),
             "per_case_overhead_ms": round(1000 * (kit - plain) / count, 2),
             "cases_per_s": round(count / kit, 1)}
@@ -103,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 
     names = [r.name for r in resolve(args.framework or list(REAL_FRAMEWORKS)) if r.installed()]
     cases = load_cases(args.specs)
-    report: dict[str, Any] = {"machine": {"python": platform.python_version(), "platform": platform.platform(),
+    report: dict[str, Any] = {"kit_version": __version__,
+                              "machine": {"python": platform.python_version(), "platform": platform.platform(),
                                           "cpus": _cpus()}, "repeat": args.repeat, "frameworks": {}}
     report["import_s"] = round(_median([sys.executable, "-c", "import conformance.cli"], args.repeat), 3)
     with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as handle:
