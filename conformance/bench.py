@@ -108,6 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"kit_version": __version__,
                               "machine": {"python": platform.python_version(), "platform": platform.platform(),
                                           "cpus": _cpus()}, "repeat": args.repeat, "frameworks": {}}
+    report["kit_bytecode_cached"] = _bytecode_cached()
+    if not report["kit_bytecode_cached"]:
+        print("note: the kit's modules have no cached bytecode (an editable install under "
+              "PYTHONDONTWRITEBYTECODE?), so every kit process compiles them from source, which an "
+              "installed kit never does; for representative numbers run: python -m compileall "
+              f"{Path(__file__).parent}", file=sys.stderr)
     report["import_s"] = round(_median([sys.executable, "-c", "import conformance.cli"], args.repeat), 3)
     with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as handle:
         pickle.dump(cases, handle)
@@ -130,6 +136,15 @@ def main(argv: list[str] | None = None) -> int:
 def _print_row(name: str, row: dict[str, Any]) -> None:
     print(f"{name:8} kit {row['kit_s']:7.2f} s  floor {row['floor_s']:7.2f} s  overhead x{row['overhead_ratio']:.2f}"
           f"  {row['per_case_overhead_ms']:7.1f} ms/case  {row['cases_per_s']:6.1f} cases/s", flush=True)
+
+
+def _bytecode_cached() -> bool:
+    """Whether the kit's modules load from compiled bytecode, as they do when installed."""
+    import importlib.util
+
+    from conformance import cli
+
+    return Path(importlib.util.cache_from_source(cli.__file__)).is_file()
 
 
 def _cpus() -> int:

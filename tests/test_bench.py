@@ -28,4 +28,5 @@ def test_the_benchmark_reports_kit_floor_and_their_ratio(tmp_path: Path, capsys:
     assert row["cases_per_s"] == pytest.approx(row["cases"] / row["kit_s"], rel=0.01)
     assert report["all_frameworks_wall_s"] > 0 and report["import_s"] > 0
     assert report["machine"]["cpus"] >= 1
+    assert isinstance(report["kit_bytecode_cached"], bool)
     assert "numpy" in capsys.readouterr().out
