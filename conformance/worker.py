@@ -5,6 +5,12 @@ cases over a pipe; the child (``serve``) is the only place an adapter, and so a 
 is ever imported. A worker that raises, aborts, segfaults or hangs past its timeout becomes
 an ``error`` result for the case it was running, and is restarted for the next case.
 
+The child is ``python -m conformance.worker FD TARGET``, started with ``subprocess`` and
+talking over one end of a socket pair, not with multiprocessing's spawn: spawn re-runs the
+parent's main script in the child (the ``pytest`` or ``conformance`` script, whose
+imports cost 0.1 s and more per start; a user's script without a ``__main__`` guard would
+run twice) and starts a resource-tracker process besides. POSIX only (``pass_fds``).
+
 This module imports neither numpy nor the spec model at import time: the command line
 spawns the workers before anything heavy is imported, so that the frameworks' imports
 (the bulk of a run's start) begin as early as possible.
@@ -12,10 +18,12 @@ spawns the workers before anything heavy is imported, so that the frameworks' im
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
-from collections.abc import Iterator
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +80,51 @@ def serve(conn: Connection, target: str) -> None:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
+def child_main(argv: Sequence[str]) -> None:
+    """``python -m conformance.worker FD TARGET``: take the parent's import path, then serve."""
+    conn = Connection(int(argv[0]))
+    try:
+        kind, path = conn.recv()
+        if kind == "init":
+            sys.path[:] = path  # the parent's: adapters found there must be found here
+            serve(conn, argv[1])
+    except (EOFError, OSError, KeyboardInterrupt):
+        pass  # the parent is gone or was interrupted: nobody is left to answer
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+class _Child:
+    """The worker's process, with the few things the parent asks of it."""
+
+    def __init__(self, target: str) -> None:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "conformance.worker", str(theirs.fileno()), target],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+        self.conn = Connection(ours.detach())
+        self.conn.send(("init", list(sys.path)))
+
+    def is_alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def join(self, timeout: float) -> None:
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def kill(self) -> None:
+        self.popen.kill()
+
+    @property
+    def exitcode(self) -> int | None:
+        """Negative for a signal, as ``multiprocessing`` and ``subprocess`` both count."""
+        return self.popen.poll()
+
+
 def _run_one(adapter: Any, execute: Any, case: Case, device: str) -> tuple[str, Any]:
     try:
         return ("ok", execute(lambda: adapter.build(case.layer, case.dtype, device), case))
@@ -86,7 +139,7 @@ class WorkerProcess:
         self.ref = ref
         self.case_timeout_s = case_timeout_s
         self.info: dict[str, Any] = {}
-        self._process: Any = None
+        self._process: _Child | None = None
         self._conn: Connection | None = None
         self.restarts = 0
         self._submit_problem = ""
@@ -95,13 +148,8 @@ class WorkerProcess:
     def spawn(self) -> None:
         """Start the process without waiting: the framework imports while the parent goes on
         (loading specs, say). ``start`` waits for it."""
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        self._process = ctx.Process(target=serve, args=(child, self.ref.target),
-                                    name=f"conformance-{self.ref.name}", daemon=True)
-        self._process.start()
-        child.close()
-        self._conn = parent
+        self._process = _Child(self.ref.target)
+        self._conn = self._process.conn
 
     def start(self) -> dict[str, Any]:
         """Start the process (unless ``spawn`` did) and wait until the adapter is loaded;
@@ -224,7 +272,7 @@ class WorkerProcess:
         if self._process is None:
             return None
         self._process.join(5)
-        return self._process.exitcode  # type: ignore[no-any-return]
+        return self._process.exitcode
 
     def kill(self) -> None:
         if self._process is not None and self._process.is_alive():
@@ -278,3 +326,7 @@ def _describe_exit(code: int | None) -> str:
             name = "unknown"
         return f"killed by signal {-code} ({name})"
     return f"exited with status {code}"
+
+
+if __name__ == "__main__":
+    child_main(sys.argv[1:])

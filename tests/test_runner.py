@@ -179,3 +179,24 @@ def test_a_stopped_worker_is_not_sent_more_work() -> None:
         assert worker.restarts == 1
     finally:
         worker.close()
+
+
+def test_a_script_without_a_main_guard_can_use_the_runner(tmp_path: Path) -> None:
+    """Workers are not started with multiprocessing's spawn, which re-runs the parent's
+    main script in every child: a plain top-level script (and the pytest or conformance
+    console scripts) must run once, not once per worker."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "plain_script.py"
+    script.write_text(
+        "from conformance.adapters import resolve\n"
+        "from conformance.runner import run\n"
+        "from conformance.spec import load_text\n"
+        f"cases = load_text({('conformance_spec: 1' + chr(10) + CRASH_SPEC)!r})[:2]\n"
+        "print('script body ran')\n"
+        "outcome = run(cases, resolve('numpy'), ['cpu'], None)\n"
+        "print([c['verdict'] for c in outcome.documents[0]['cases']])\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["script body ran", "['conforms', 'conforms']"]
