@@ -5,11 +5,11 @@ cases over a pipe; the child (``serve``) is the only place an adapter, and so a 
 is ever imported. A worker that raises, aborts, segfaults or hangs past its timeout becomes
 an ``error`` result for the case it was running, and is restarted for the next case.
 
-The child is ``python -m conformance.worker FD TARGET``, started with ``subprocess`` and
-talking over one end of a socket pair, not with multiprocessing's spawn: spawn re-runs the
-parent's main script in the child (the ``pytest`` or ``conformance`` script, whose
-imports cost 0.1 s and more per start; a user's script without a ``__main__`` guard would
-run twice) and starts a resource-tracker process besides. POSIX only (``pass_fds``).
+The child is a fresh interpreter started with ``subprocess`` (``child_main``), talking over
+one end of a socket pair, not with multiprocessing's spawn: spawn re-runs the parent's main
+script in the child (the ``pytest`` or ``conformance`` script, whose imports cost 0.1 s
+and more per start; a user's script without a ``__main__`` guard would run twice) and
+starts a resource-tracker process besides. POSIX only (``pass_fds``).
 
 This module imports neither numpy nor the spec model at import time: the command line
 spawns the workers before anything heavy is imported, so that the frameworks' imports
@@ -18,6 +18,7 @@ spawns the workers before anything heavy is imported, so that the frameworks' im
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -63,10 +64,8 @@ def serve(conn: Connection, target: str) -> None:
         op = request[0]
         try:
             if op == "stop":
-                # every result has been sent; skip the interpreter's teardown, which with a
-                # framework loaded takes up to a second (threads, atexit hooks, allocators)
                 conn.close()
-                os._exit(0)
+                _exit()
             if op == "environment":
                 conn.send(("ok", adapter.environment(request[1])))
             elif op == "run":
@@ -80,16 +79,25 @@ def serve(conn: Connection, target: str) -> None:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
+# The child's first statement: the parent's import path, set before anything is imported,
+# so that the child loads the same ``conformance`` and third-party adapters as the parent
+# whatever the working directory holds (``-m`` or ``-c`` would put it first on the path).
+_BOOTSTRAP = ("import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
+              "from conformance.worker import child_main; child_main(sys.argv[2:])")
+
+
 def child_main(argv: Sequence[str]) -> None:
-    """``python -m conformance.worker FD TARGET``: take the parent's import path, then serve."""
-    conn = Connection(int(argv[0]))
+    """The worker process (``argv``: the socket's descriptor, the adapter's target)."""
     try:
-        kind, path = conn.recv()
-        if kind == "init":
-            sys.path[:] = path  # the parent's: adapters found there must be found here
-            serve(conn, argv[1])
+        serve(Connection(int(argv[0])), argv[1])
     except (EOFError, OSError, KeyboardInterrupt):
         pass  # the parent is gone or was interrupted: nobody is left to answer
+    _exit()
+
+
+def _exit() -> None:
+    """Leave without the interpreter's teardown, which with a framework loaded takes up to
+    a second (threads, atexit hooks, allocators); every answer has been sent."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
@@ -102,10 +110,9 @@ class _Child:
         ours, theirs = socket.socketpair()
         with theirs:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "conformance.worker", str(theirs.fileno()), target],
+                [sys.executable, "-c", _BOOTSTRAP, json.dumps(sys.path), str(theirs.fileno()), target],
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
         self.conn = Connection(ours.detach())
-        self.conn.send(("init", list(sys.path)))
 
     def is_alive(self) -> bool:
         return self.popen.poll() is None
@@ -327,6 +334,3 @@ def _describe_exit(code: int | None) -> str:
         return f"killed by signal {-code} ({name})"
     return f"exited with status {code}"
 
-
-if __name__ == "__main__":
-    child_main(sys.argv[1:])

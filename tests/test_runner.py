@@ -200,3 +200,27 @@ def test_a_script_without_a_main_guard_can_use_the_runner(tmp_path: Path) -> Non
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["script body ran", "['conforms', 'conforms']"]
+
+
+def test_a_worker_loads_the_parents_kit_whatever_the_working_directory_holds(tmp_path: Path) -> None:
+    """The worker's interpreter takes the parent's import path before it imports anything:
+    a folder named like the kit in the working directory must not shadow it."""
+    import subprocess
+    import sys
+
+    workdir = tmp_path / "work"
+    (workdir / "conformance").mkdir(parents=True)
+    (workdir / "conformance" / "__init__.py").write_text("raise ImportError('the decoy was imported')\n")
+    script = tmp_path / "scripts" / "run_two.py"
+    script.parent.mkdir()
+    script.write_text(
+        "from conformance.adapters import resolve\n"
+        "from conformance.runner import run\n"
+        "from conformance.spec import load_text\n"
+        f"cases = load_text({('conformance_spec: 1' + chr(10) + CRASH_SPEC)!r})[:2]\n"
+        "outcome = run(cases, resolve('numpy'), ['cpu'], None)\n"
+        "print([c['verdict'] for c in outcome.documents[0]['cases']])\n")
+    done = subprocess.run([sys.executable, str(script)], cwd=workdir, capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["['conforms', 'conforms']"]
