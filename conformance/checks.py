@@ -12,12 +12,13 @@ within a Hoeffding bound
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
+from conformance.adapters.base import LayerHandle
 from conformance.adapters.numpy import NumpyAdapter
 from conformance.model import Case, DropoutSpec, Step, Tolerance
 from conformance.program import CaseRun, execute, run_steps
@@ -164,8 +165,12 @@ def _units(kept: np.ndarray, informative: np.ndarray, spec: DropoutSpec) -> tupl
 
 def reference_run(case: Case, settings: dict[str, str]) -> CaseRun:
     """The case run on the float64 reference under ``settings`` conventions."""
+    return execute(_reference_layer(case, settings), case)
+
+
+def _reference_layer(case: Case, settings: dict[str, str]) -> Callable[[], LayerHandle]:
     adapter = NumpyAdapter(settings)
-    return execute(lambda: adapter.build(case.layer, "float64", "cpu"), case)
+    return lambda: adapter.build(case.layer, "float64", "cpu")
 
 
 def compare(case: Case, observed: CaseRun, settings: dict[str, str],
@@ -177,20 +182,13 @@ def compare(case: Case, observed: CaseRun, settings: dict[str, str],
     return list(_checks(case, observed, settings, expected, use_literal))
 
 
-def agrees(case: Case, observed: CaseRun, settings: dict[str, str], expected: CaseRun) -> bool:
-    """Whether the reference run ``expected`` under ``settings`` reproduces every
-    observation; stops at the first quantity that differs."""
-    return all(c.ok for c in _checks(case, observed, settings, expected, use_literal=False))
-
-
 def reproduces(case: Case, observed: CaseRun, settings: dict[str, str]) -> bool:
     """Whether the reference under ``settings`` runs the whole case and reproduces every
     observation. The reference runs step by step and stops at the first step that
     differs: the convention search asks this dozens of times a case, and most of the
     conventions it tries are told apart by the first step or two."""
-    adapter = NumpyAdapter(settings)
     expected = CaseRun(status="ok")
-    for index in run_steps(lambda: adapter.build(case.layer, "float64", "cpu"), case, expected):
+    for index in run_steps(_reference_layer(case, settings), case, expected):
         if index >= len(observed.steps):
             continue
         step, got = case.steps[index], observed.steps[index]

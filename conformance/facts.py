@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from conformance.checks import agrees, kept_fraction_bound, reference_run
+from conformance.checks import kept_fraction_bound, reproduces
 from conformance.model import BatchNormSpec, Case, DropoutSpec
 from conformance.program import CaseRun
 from conformance.reference import CONVENTION_VALUES, channel_axis_index
@@ -138,8 +138,7 @@ def _which(key: str) -> Callable[[Case, CaseRun, dict[str, Any]], str]:
         if run.status != "ok":
             raise NotMeasurable(f"the case gave {run.status}")
         fits = [value for value in CONVENTION_VALUES[key]
-                if agrees(case, run, {**case.reference, key: value},
-                          reference_run(case, {**case.reference, key: value}))]
+                if reproduces(case, run, {**case.reference, key: value})]
         if len(fits) == 1:
             return fits[0]
         if not fits:

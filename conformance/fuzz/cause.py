@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from conformance.checks import agrees, reference_run
+from conformance.checks import reproduces
 from conformance.model import BN_QUANTITIES, DEFAULT_TOLERANCES, BatchNormSpec, Case
 from conformance.program import CaseRun
 from conformance.verdicts import FAILING, explain
@@ -116,8 +116,7 @@ def float32_explanation(case: Case, run: CaseRun) -> str | None:
     tolerance, under the canonical conventions or under some others (which are left out:
     the framework's documented ones would split one cause in two); None when they do not."""
     relaxed = replace(case, tolerance=DEFAULT_TOLERANCES["float32"], literal={})
-    if agrees(relaxed, run, relaxed.reference, reference_run(relaxed, relaxed.reference)) \
-            or explain(relaxed, run):
+    if reproduces(relaxed, run, relaxed.reference) or explain(relaxed, run):
         return "float32-precision"
     return None
 
