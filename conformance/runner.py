@@ -98,15 +98,17 @@ class FrameworkSession:
         needs_worker = [case.id not in self.finished.get(device, {})
                         and self._without_worker(case, device) is None for case in cases]
         to_run = [case for case, needs in zip(cases, needs_worker) if needs]
-        assert self.worker is not None or not to_run
-        runs = self.worker.stream(to_run, device) if self.worker is not None and to_run else iter(())
+        if not to_run:
+            for case in cases:
+                yield self._record(case, device, None)
+            return
+        assert self.worker is not None
+        runs = self.worker.stream(to_run, device)
         try:
             for case, needs in zip(cases, needs_worker):
                 yield self._record(case, device, self._judged(case, next(runs)) if needs else None)
         finally:
-            close = getattr(runs, "close", None)
-            if close is not None:
-                close()  # an abandoned stream kills the worker instead of leaving it running
+            runs.close()  # an abandoned stream kills the worker instead of leaving it running
 
     def _judged(self, case: Case, run: CaseRun) -> dict[str, Any]:
         return judge(case, run, self.info["documented"])

@@ -24,7 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -239,7 +239,7 @@ class WorkerProcess:
             return CaseRun(status="error", error_kind="exception", message=str(payload)), False
         return payload, False
 
-    def stream(self, cases: list[Case], device: str) -> Iterator[CaseRun]:
+    def stream(self, cases: list[Case], device: str) -> Generator[CaseRun, None, None]:
         """Run ``cases`` in order and yield each run as it arrives. The worker gets them all
         in one request and never waits for the parent, which judges one case while the
         worker runs the next ones. A case that crashes or hangs the worker is an ``error``

@@ -7,6 +7,7 @@ import pytest
 pytest_plugins = ["pytester"]
 
 _CACHE_ENV = "CONFORMANCE_CACHE_DIR"
+_cache_key = pytest.StashKey[str | None]()  # the variable's value before the tests
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -25,5 +26,3 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     else:
         os.environ[_CACHE_ENV] = before
 
-
-_cache_key = pytest.StashKey[str | None]()
