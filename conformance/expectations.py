@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
@@ -57,12 +56,7 @@ def load(directory: str | Path | None, framework: str) -> list[Expected]:
     if not path.is_file():
         return []
     file = str(path)
-    try:
-        doc = yamlines.load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise SpecErrors([SpecError(file, mark.line + 1 if mark else 0,
-                                    f"YAML syntax error: {exc}; expected valid YAML")]) from None
+    doc = yamlines.load_spec_text(path.read_text(encoding="utf-8"), file) or {}
     entries = doc.get("expected", []) if isinstance(doc, dict) else None
     if not isinstance(entries, list):
         raise SpecErrors([SpecError(file, 1, "expected a mapping with a list under 'expected:'")])

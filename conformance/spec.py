@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import yaml
 
 from conformance import SPEC_VERSION, inputs, validated, yamlines
 from conformance.errors import SpecError, SpecErrors
@@ -113,21 +112,12 @@ def load_file(path: str | Path) -> list[Case]:
 
 
 def load_text(text: str, file: str = "<string>", path: Path | None = None) -> list[Case]:
-    try:
-        doc = yamlines.load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 0
-        problem = getattr(exc, "problem", None) or str(exc)
-        where = _column_text(text, mark)
-        raise SpecErrors([SpecError(file, line, f"YAML syntax error: {problem}{where}; expected "
-                                    "valid YAML")]) from None
-    except RecursionError:
-        raise SpecErrors([SpecError(file, 0, "YAML nested too deeply; expected a spec")]) from None
+    known = validated.passed_before(text)
+    doc = yamlines.load_spec_text(text, file, bounded=not known)
     if not isinstance(doc, dict):
         raise SpecErrors([SpecError(file, 1, "the file is not a mapping; expected a spec "
                                     f"starting with 'conformance_spec: {SPEC_VERSION}'")])
-    if not validated.passed_before(text):
+    if not known:
         errors = [SpecError(file, line, msg) for line, msg in _schema_errors(doc)]
         if errors:
             raise SpecErrors(errors)
@@ -137,16 +127,6 @@ def load_text(text: str, file: str = "<string>", path: Path | None = None) -> li
     if builder.errors:
         raise SpecErrors(builder.errors)
     return cases
-
-
-def _column_text(text: str, mark: Any) -> str:
-    """`` at column N ('c')``: the character the YAML parser stopped at."""
-    if mark is None:
-        return ""
-    lines = text.splitlines()
-    if mark.line >= len(lines) or mark.column >= len(lines[mark.line]):
-        return f" at column {mark.column + 1}"
-    return f" at column {mark.column + 1} ({lines[mark.line][mark.column]!r})"
 
 
 def _schema_errors(doc: Any) -> list[tuple[int, str]]:

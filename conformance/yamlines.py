@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from conformance.errors import SpecError, SpecErrors
+
 
 class LineDict(dict):  # type: ignore[type-arg]
     """A mapping that also knows the 1-based line of itself and of each key."""
@@ -76,9 +78,73 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
-def load(text: str) -> Any:
-    """Parse YAML safely; raises ``yaml.YAMLError`` (with a ``problem_mark``) on bad input."""
+# Bounds checked before anything is built: a spec is a few levels of mappings and lists
+# (a rank-5 literal tensor inside a case is about 10 deep), and a 4 MiB file holds at most
+# about two million values without aliases. An alias repeats its anchor's whole subtree, so
+# nine nested levels of ten aliases ("billion laughs") stand for 10**9 values in a few hundred
+# bytes; the schema check and the case builder would walk every one of them.
+MAX_DEPTH = 64
+MAX_NODES = 1 << 22
+
+
+class LimitExceeded(yaml.YAMLError):
+    """The document is nested deeper, or expands to more values, than a spec can need."""
+
+    def __init__(self, problem: str, expected: str, mark: Any) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.expected = expected
+        self.problem_mark = mark
+
+
+def load(text: str, bounded: bool = True) -> Any:
+    """Parse YAML safely; raises ``yaml.YAMLError`` (with a ``problem_mark``) on bad input,
+    ``LimitExceeded`` for a document nested deeper than ``MAX_DEPTH`` or expanding (aliases
+    counted as the values they repeat) to more than ``MAX_NODES`` values. ``bounded=False``
+    skips that scan, for a text that passed it before."""
+    if bounded:
+        check_bounds(text)
     return yaml.load(text, Loader=_LineLoader)
+
+
+def check_bounds(text: str) -> None:
+    """One pass over the parser's events, before any node or object is built.
+
+    The size of a collection is 1 + the sizes of its items; an alias counts the size of the
+    subtree its anchor names, so the expanded size is known without expanding anything. An
+    alias inside its own anchor's subtree (a recursive document) is refused too: no spec
+    value is infinite."""
+    anchored: dict[str, int] = {}
+    open_nodes: list[list[Any]] = []  # [anchor, size so far] of each collection being read
+    for event in yaml.parse(text, Loader=_SafeBase):
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(open_nodes) >= MAX_DEPTH:
+                raise LimitExceeded(f"YAML nested deeper than {MAX_DEPTH} levels",
+                                    f"a spec nested at most {MAX_DEPTH} levels deep",
+                                    event.start_mark)
+            open_nodes.append([event.anchor, 0])
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            anchor, size = open_nodes.pop()
+            size += 1
+        elif isinstance(event, yaml.ScalarEvent):
+            anchor, size = event.anchor, 1
+        elif isinstance(event, yaml.AliasEvent):
+            if any(node[0] == event.anchor for node in open_nodes):
+                raise LimitExceeded(f"alias *{event.anchor} inside its own anchor: the value "
+                                    "contains itself", "a finite value", event.start_mark)
+            anchor, size = None, anchored.get(event.anchor or "", 1)
+        else:
+            continue
+        if anchor is not None:
+            anchored[anchor] = size
+        if open_nodes:
+            open_nodes[-1][1] += size
+            size = open_nodes[-1][1]
+        if size > MAX_NODES:
+            raise LimitExceeded(f"YAML document expands to more than {MAX_NODES} values "
+                                "(an alias repeats everything its anchor holds)",
+                                f"a spec of at most {MAX_NODES} values", event.start_mark)
 
 
 def line_of(root: Any, path: Iterable[Any]) -> int:
@@ -95,3 +161,40 @@ def line_of(root: Any, path: Iterable[Any]) -> int:
         else:
             break
     return line
+
+
+def load_spec_text(text: str, file: str, bounded: bool = True) -> Any:
+    """``load``, with every problem raised as ``SpecErrors``: ``file:line: what is wrong;
+    expected ...``, never a traceback."""
+    try:
+        return load(text, bounded=bounded)
+    except yaml.YAMLError as exc:
+        raise SpecErrors([_error(file, text, exc)]) from None
+    except RecursionError:  # a YAML library without a nesting limit of its own, deeper than ours
+        raise SpecErrors([SpecError(file, 0, "YAML nested too deeply; expected a spec")]) from None
+
+
+def _error(file: str, text: str, exc: yaml.YAMLError) -> SpecError:
+    """The kit's own words for what is wrong, and the YAML library's words where it is the
+    one that found the problem (they change between PyYAML releases; the line does not)."""
+    mark = getattr(exc, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else 0
+    where = _column_text(text, mark)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if isinstance(exc, LimitExceeded):
+        return SpecError(file, line, f"{problem}{where}; expected {exc.expected}")
+    if isinstance(exc, yaml.constructor.ConstructorError):
+        return SpecError(file, line, f"YAML content the kit does not read: {problem}{where}; "
+                         "expected valid YAML of plain data (mappings, lists, strings, numbers; "
+                         "no tags)")
+    return SpecError(file, line, f"YAML syntax error: {problem}{where}; expected valid YAML")
+
+
+def _column_text(text: str, mark: Any) -> str:
+    """`` at column N ('c')``: the character the YAML parser stopped at."""
+    if mark is None:
+        return ""
+    lines = text.splitlines()
+    if mark.line >= len(lines) or mark.column >= len(lines[mark.line]):
+        return f" at column {mark.column + 1}"
+    return f" at column {mark.column + 1} ({lines[mark.line][mark.column]!r})"

@@ -6,7 +6,12 @@ the message names both the problem and what was expected."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
@@ -282,12 +287,14 @@ def test_yamlines_records_lines_of_keys_and_items() -> None:
 # --- malformed specs ---------------------------------------------------------------------
 
 def test_yaml_syntax_error() -> None:
-    assert_error(variant("kind:", "      kind: batch_norm: oops"), 5,
-                 "YAML syntax error", "mapping values are not allowed", "expected valid YAML")
+    error = assert_error(variant("kind:", "      kind: batch_norm: oops"), 5,
+                         "YAML syntax error", "expected valid YAML")
+    assert_passes_on_library_text(error)
 
 
 def test_tab_indentation_is_a_syntax_error_at_its_line() -> None:
-    assert_error(variant("- eval: x", "\t- eval: x"), 12, "YAML syntax error", "'\\t'")
+    error = assert_error(variant("- eval: x", "\t- eval: x"), 12, "YAML syntax error")
+    assert_passes_on_library_text(error)
 
 
 def test_unknown_key_with_did_you_mean() -> None:
@@ -456,9 +463,107 @@ def test_every_problem_of_a_file_is_reported_not_just_the_first() -> None:
     assert sorted(e.line for e in errors) == [6, 8]
 
 
-def test_deep_nesting_is_an_error_not_a_crash() -> None:
+# --- documents no spec needs: the loader's own bounds ------------------------------------
+# Whatever the YAML library does about them (PyYAML 6.0.4 refuses nesting past 1000 levels in
+# its own words, earlier releases recursed), the kit gives one file:line error.
+
+LIBRARY_TEXT = re.compile(r"^YAML [a-z ]+: (?P<text>\S.*?) at column \d+.*; expected ")
+
+
+def assert_passes_on_library_text(error: SpecError) -> None:
+    """A message the kit builds around the YAML library's own words: the words are there."""
+    match = LIBRARY_TEXT.match(error.message)
+    assert match and match["text"].strip(), error.message
+
+
+def test_nesting_past_the_yaml_librarys_own_limit_is_one_error_at_its_line() -> None:
     errors = errors_of("[" * 5000 + "]" * 5000)
-    assert len(errors) == 1 and "nested too deeply" in errors[0].message
+    assert len(errors) == 1 and errors[0].line == 1, errors
+    assert "YAML" in errors[0].message and "; expected" in errors[0].message
+
+
+def test_nesting_deeper_than_a_spec_needs_is_refused_in_the_kits_words() -> None:
+    depth = yamlines.MAX_DEPTH + 1
+    text = variant("- eval: x", "      - eval: x\n    extra: " + "[" * depth + "1" + "]" * depth)
+    assert_error(text, 13, f"YAML nested deeper than {yamlines.MAX_DEPTH} levels",
+                 f"expected a spec nested at most {yamlines.MAX_DEPTH} levels deep")
+
+
+def test_nesting_a_spec_needs_is_accepted() -> None:
+    values = "[" * 5 + "1.0, 2.0, 3.0" + "]" * 5  # a rank-5 literal tensor
+    text = variant("kind:", "      kind: batch_norm\n      channel_axis: last", BASE)
+    case = load_one(variant("x:", f"      x: {{values: {values}}}", text))
+    assert case.inputs["x"].tolist() == [[[[[1.0, 2.0, 3.0]]]]]
+
+
+def billion_laughs(where: str) -> str:
+    """Nine levels of nine aliases: 9**9 values in a few hundred bytes, at ``where``."""
+    levels = ["a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        levels.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    anchors = "laughs:\n" + "".join(f"  {line}\n" for line in levels)
+    if where == "unused key":
+        return BASE + anchors
+    if where == "cases":
+        return "conformance_spec: 1\n" + anchors + "cases: *i\n"
+    return anchors + BASE.replace("x: {shape: [4, 3], seed: 1}", "x: {values: *i}")
+
+
+@contextlib.contextmanager
+def time_limit(seconds: int) -> Iterator[None]:
+    """Fail instead of hanging: an unbounded loader walks 9**9 values for hours."""
+    def give_up(*_: object) -> None:
+        raise TimeoutError(f"still loading after {seconds} s")
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("where", ["cases", "values", "unused key"])
+def test_an_alias_bomb_is_refused_before_anything_expands_it(where: str) -> None:
+    with time_limit(60):
+        errors = errors_of(billion_laughs(where))
+    assert len(errors) == 1, errors
+    assert f"expands to more than {yamlines.MAX_NODES} values" in errors[0].message
+    assert "; expected a spec of at most" in errors[0].message
+    line = billion_laughs(where).splitlines()[errors[0].line - 1]
+    assert ": &" in line and "*" in line  # the line whose aliases cross the bound
+
+
+def test_aliases_that_stay_small_are_accepted() -> None:
+    text = BASE.replace("x: {shape: [4, 3], seed: 1}", "x: &shared {shape: [4, 3], seed: 1}")
+    text = text.replace("g: {shape: [4, 3], seed: 2}", "g: *shared")
+    case = load_one(text)
+    assert np.array_equal(case.inputs["g"], case.inputs["x"])
+
+
+def test_a_value_that_contains_itself_is_refused() -> None:
+    assert_error(variant("- eval: x", "      - eval: x\n    extra: &loop [1, *loop]"), 13,
+                 "alias *loop inside its own anchor", "expected a finite value")
+
+
+def test_a_python_tag_is_refused_at_its_line_with_the_librarys_words() -> None:
+    error = assert_error(variant("eps:", "      eps: !!python/object/apply:os.getpid []"), 6,
+                         "YAML content the kit does not read", "no tags")
+    assert_passes_on_library_text(error)
+
+
+def test_yaml_bounds_exit_2_at_the_command_line_without_a_traceback(tmp_path: Path) -> None:
+    texts = {"deep": "[" * 5000 + "]" * 5000, "bomb": billion_laughs("cases"),
+             "tag": variant("eps:", "      eps: !!python/name:os.system")}
+    for name, text in texts.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+    # a subprocess with a time limit: an unbounded loader would run for hours, not fail
+    done = subprocess.run([sys.executable, "-m", "conformance", "validate", str(tmp_path)],
+                          check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    for name in texts:
+        assert re.search(rf"{re.escape(str(tmp_path / name))}.yaml:\d+: YAML", done.stderr), done.stderr
 
 
 # --- load_paths / load_file --------------------------------------------------------------
