@@ -40,14 +40,23 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # argparse exits 2 too; add "did you mean"
-        words = message.split("'")
-        if "invalid choice" in message and len(words) > 1:
-            choices = [c.strip(" '()") for c in message.split("choose from")[-1].split(",")]
-            close = difflib.get_close_matches(words[1], choices, n=1)
-            if close:
-                message += f"; did you mean {close[0]!r}?"
-        super().error(message)
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """An unknown command is refused in the kit's own words (argparse's wording of it
+        changes between Python versions), with "did you mean"."""
+        commands = self._commands()
+        words = list(sys.argv[1:] if args is None else args)
+        first = next((w for w in words if not w.startswith("-")), None)
+        if commands and first is not None and first not in commands:
+            close = difflib.get_close_matches(first, commands, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.error(f"unknown command {first!r}{hint}; expected one of {', '.join(commands)}")
+        return super().parse_known_args(args, namespace)
+
+    def _commands(self) -> list[str]:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return list(action.choices)
+        return []
 
 
 def _parser() -> argparse.ArgumentParser:

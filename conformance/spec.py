@@ -210,7 +210,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if v == "type":
         return f"got {inst!r} ({type(inst).__name__}); expected {error.validator_value}"
     if v == "required":
-        return f"{error.message}; expected it to be given"
+        missing = [k for k in error.validator_value if not isinstance(inst, dict) or k not in inst]
+        return f"missing key {', '.join(map(repr, missing))}; expected it to be given"
     if v == "pattern":
         return (f"got {inst!r}; expected lowercase letters, digits, '_', '.', '-' "
                 f"(pattern {error.validator_value})")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+from typing import Any
+
 import pytest
 
 SPEC = """conformance_spec: 1
@@ -19,16 +23,47 @@ cases:
 """
 
 
+# Records every test report through pytest's hooks, so that the tests below read outcomes
+# and failure texts from pytest's report objects, not from how its terminal lays them out.
+RECORDER = """
+import json
+
+def pytest_runtest_logreport(report):
+    with open("reports.jsonl", "a", encoding="utf-8") as out:
+        out.write(json.dumps({"nodeid": report.nodeid, "when": report.when,
+                              "outcome": report.outcome, "text": report.longreprtext}) + "\\n")
+"""
+
+
+def recorded(pytester: pytest.Pytester) -> dict[str, dict[str, Any]]:
+    """nodeid -> its outcome (failed or skipped in any phase, else passed) and failure text."""
+    items: dict[str, dict[str, Any]] = {}
+    for line in (pytester.path / "reports.jsonl").read_text(encoding="utf-8").splitlines():
+        report = json.loads(line)
+        item = items.setdefault(report["nodeid"], {"outcome": "passed", "text": ""})
+        if report["outcome"] != "passed" and item["outcome"] == "passed":
+            item.update(outcome=report["outcome"], text=report["text"])
+    return items
+
+
 def test_spec_cases_become_items_with_stable_ids(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", bn=SPEC)
-    result = pytester.runpytest_subprocess("--framework", "numpy", "--device", "cpu,gpu", "-v", "-p", "no:cacheprovider")
-    result.stdout.fnmatch_lines([
-        "*bn.yaml::good?numpy-cpu? PASSED*",
-        "*bn.yaml::good?numpy-gpu? SKIPPED*",
-        "*bn.yaml::wrong_literal?numpy-cpu? FAILED*",
-    ])
-    result.stdout.fnmatch_lines(["*running_mean at step 0*expected 7.0*literal value disagrees*",
-                                 "*reproduce: conformance run*"])
+    pytester.makeconftest(RECORDER)
+    result = pytester.runpytest_subprocess("--framework", "numpy", "--device", "cpu,gpu", "-p", "no:cacheprovider")
+    items = recorded(pytester)
+    assert {nodeid: item["outcome"] for nodeid, item in items.items()} == {
+        "bn.yaml::good[numpy-cpu]": "passed",
+        "bn.yaml::good[numpy-gpu]": "skipped",
+        "bn.yaml::wrong_literal[numpy-cpu]": "failed",
+        "bn.yaml::wrong_literal[numpy-gpu]": "skipped",
+    }
+    failure = items["bn.yaml::wrong_literal[numpy-cpu]"]["text"]
+    assert "literal value disagrees" in failure and "reproduce: conformance run" in failure
+    # the values are Python floats as the kit prints them: read them back, not their spelling
+    # (the reference's running mean after one step with weight 0.5 is 0.5 * 0 + 0.5 * 2)
+    values = re.search(r"running_mean at step 0: .*\(observed (\S+), expected (\S+)\)", failure)
+    assert values, failure
+    assert (float(values[1]), float(values[2])) == (1.0, 7.0)
     result.assert_outcomes(passed=1, failed=1, skipped=2)
 
 
