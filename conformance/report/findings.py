@@ -5,6 +5,10 @@ Severity, worst first: 0 unexpected (a divergence or error no registry entry exp
 stale entry), 1 expected by the registry, 2 documented convention, 3 unsupported,
 4 skipped, 5 conforms or expected-error. Within a severity, errors come before numbers and
 larger absolute errors before smaller ones.
+
+Text and Markdown group the cells of one column that one explanation covers (``grouped``):
+a documented convention, an unsupported feature, or a convention the framework does not
+document that reproduces several divergences (one finding for a single cause).
 """
 
 from __future__ import annotations
@@ -115,6 +119,7 @@ class Finding:
         if error and e.get("verdict") == "error":
             lines.append(("raised", str(error.get("message", e.get("message", "")))))
         lines.extend(self._explanation())
+        lines.extend(("fits partly", text) for text in partly_explained(e))
         if e.get("expected"):
             exp = e["expected"]
             lines.append(("registry", f"{exp.get('registry', '')}: {str(exp.get('reason', '')).strip()} "
@@ -131,7 +136,7 @@ class Finding:
                          message or "no known convention explains it")]
             return []
         names = ", ".join(f"{k}={v}" for k, v in explained.items())
-        kind = "documented" if e.get("verdict") == "convention" else "not documented by the framework"
+        kind = "documented" if e.get("verdict") == "convention" else _undocumented(e)
         lines = [("convention", f"{names} ({kind})")]
         for also in e.get("also_explained_by") or []:
             lines.append(("or", ", ".join(f"{k}={v}" for k, v in also.items())))
@@ -179,31 +184,108 @@ def findings(matrix: Matrix) -> list[Finding]:
 
 @dataclass
 class Group:
-    """Cells of one column that one documented convention explains, or that the column does
-    not support: the compact form of many similar cells (text and Markdown)."""
+    """Cells of one column that one explanation covers: a documented convention, an
+    unsupported feature, or (``undocumented``) a convention the framework does not document
+    that reproduces several divergences. The compact form of many similar cells (text and
+    Markdown)."""
 
     column: Column
     title: str
     members: list[Finding]
+    undocumented: bool = False
 
     @property
     def severity(self) -> int:
-        return self.members[0].severity
+        """The worst member's: one unexpected case makes the group unexpected."""
+        return min(f.severity for f in self.members)
+
+    @property
+    def worst(self) -> Finding:
+        return self.members[0]
 
     def shared(self) -> list[tuple[str, str]]:
-        """The facts all members share: fix and documentation link."""
-        return [(label, text) for label, text in self.members[0].facts()
-                if label in ("fix", "documented at")]
+        """The facts all members share: for an undocumented explanation its scope (ranks,
+        dtypes, first steps) and the alternatives every member shares; fix and documentation
+        link of the documented parts."""
+        lines: list[tuple[str, str]] = []
+        if self.undocumented:
+            where = self.scope()
+            if where:
+                lines.append(("scope", where))
+            also = [f.entry.get("also_explained_by") or [] for f in self.members]
+            if all(a == also[0] for a in also):
+                lines += [("or", ", ".join(f"{k}={v}" for k, v in a.items())) for a in also[0]]
+        return lines + [(label, text) for label, text in self.worst.facts()
+                        if label in ("fix", "documented at")]
+
+    def scope(self) -> str:
+        """``ranks 2, 4; float32, float64; from step 0``: what the members cover."""
+        ranks: set[Any] = set()
+        dtypes: set[str] = set()
+        steps: set[Any] = set()
+        for f in self.members:
+            program = f.entry.get("program") or {}
+            rank = (program.get("layer") or {}).get("rank")
+            if rank is not None:
+                ranks.add(rank)
+            if program.get("dtype") is not None:
+                dtypes.add(str(program["dtype"]))
+            if f.entry.get("first_divergent_step") is not None:
+                steps.add(f.entry["first_divergent_step"])
+        parts = []
+        if ranks:
+            parts.append(("rank " if len(ranks) == 1 else "ranks ") + ", ".join(map(str, _sorted(ranks))))
+        if dtypes:
+            parts.append(", ".join(sorted(dtypes)))
+        if steps:
+            parts.append(("from step " if len(steps) == 1 else "from steps ") + ", ".join(map(str, _sorted(steps))))
+        return "; ".join(parts)
 
     def rows(self) -> list[tuple[str, str]]:
-        """(case id, one-line summary) per member, worst first."""
-        return [(f.case_id, f.summary()) for f in self.members]
+        """(case id, one-line summary) per member, worst first; for an undocumented
+        explanation the summary ends with the cell's registry mark (``divergence!``,
+        ``divergence*`` and the registry entry, ``STALE``)."""
+        if not self.undocumented:
+            return [(f.case_id, f.summary()) for f in self.members]
+        rows = []
+        for f in self.members:
+            expected = f.entry.get("expected")
+            registry = expected.get("registry") if isinstance(expected, dict) else None
+            rows.append((f.case_id, f"{f.summary()}; {mark(f.entry)}" + (f" ({registry})" if registry else "")))
+        return rows
+
+    def snippet_finding(self) -> Finding | None:
+        """The member whose snippet the group shows (its worst), or None (unsupported)."""
+        return self.worst if self.undocumented or self.severity == 2 else None
 
 
-def grouped(found: list[Finding]) -> tuple[list[Finding], list[Group]]:
-    """Split findings into those shown one by one (unexpected and registry-expected cells)
-    and groups of convention and unsupported cells per column and explanation."""
-    single = [f for f in found if f.severity <= 1]
+def explanation_key(entry: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """``explained_by`` as a sorted tuple of items: the identity of an explanation."""
+    return tuple(sorted((str(k), str(v)) for k, v in (entry.get("explained_by") or {}).items()))
+
+
+def grouped(found: list[Finding]) -> tuple[list[Finding | Group], list[Group]]:
+    """Split findings (worst first) into what the divergences section shows, worst first
+    (unexpected and registry-expected cells one by one, except that the divergences of one
+    column that one undocumented explanation reproduces form one group, placed where its
+    worst member would be), and groups of convention and unsupported cells per column and
+    explanation. An undocumented explanation of a single cell stays a single finding."""
+    undocumented: dict[tuple[str, tuple[tuple[str, str], ...]], list[Finding]] = {}
+    for f in found:
+        if f.severity <= 1 and f.entry.get("verdict") == "divergence" and explanation_key(f.entry):
+            undocumented.setdefault((f.column.label, explanation_key(f.entry)), []).append(f)
+    shown: list[Finding | Group] = []
+    placed: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+    for f in found:
+        if f.severity > 1:
+            continue
+        key = (f.column.label, explanation_key(f.entry))
+        members = undocumented.get(key) if key[1] and f.entry.get("verdict") == "divergence" else None
+        if not members or len(members) == 1:
+            shown.append(f)
+        elif key not in placed:
+            placed.add(key)
+            shown.append(Group(f.column, _undocumented_title(members), members, undocumented=True))
     groups: dict[tuple[str, str], Group] = {}
     for f in found:
         if f.severity <= 1:
@@ -213,7 +295,53 @@ def grouped(found: list[Finding]) -> tuple[list[Finding], list[Group]]:
                  if f.severity == 2 else "unsupported")
         groups.setdefault((f.column.label, title), Group(f.column, title, [])).members.append(f)
     ordered = sorted(groups.values(), key=lambda g: (g.severity, g.column.label, -len(g.members)))
-    return single, ordered
+    return shown, ordered
+
+
+def _undocumented_title(members: list[Finding]) -> str:
+    """``k=v (not documented by the framework; unexpected, fails CI)``; which parts are
+    documented when some are; "expected by the registry" when the registry expects every
+    member."""
+    first = members[0].entry
+    names = ", ".join(f"{k}={v}" for k, v in (first.get("explained_by") or {}).items())
+    status = ("expected by the registry" if all(f.severity == 1 for f in members)
+              else "unexpected, fails CI")
+    return f"{names} ({_undocumented(first)}; {status})"
+
+
+def _undocumented(entry: dict[str, Any]) -> str:
+    """"not documented by the framework", or which parts are and which are not."""
+    explained = entry.get("explained_by") or {}
+    facts = {str(c.get("fact")) for c in entry.get("conventions") or [] if isinstance(c, dict)}
+    documented = [f"{k}={v}" for k, v in explained.items() if k in facts]
+    if not documented:
+        return "not documented by the framework"
+    missing = [f"{k}={v}" for k, v in explained.items() if k not in facts]
+    return f"{', '.join(missing)} not documented by the framework; {', '.join(documented)} documented"
+
+
+def partly_explained(entry: dict[str, Any]) -> list[str]:
+    """One line per item of ``partly_explained_by``: "under k=v the reference reproduces
+    running_mean, output; running_var differs from step 2"."""
+    lines = []
+    for part in entry.get("partly_explained_by") or []:
+        if not isinstance(part, dict):
+            continue
+        conventions = part.get("conventions") or {}
+        under = (", ".join(f"{k}={v}" for k, v in conventions.items()) if conventions
+                 else "the spec's own conventions")
+        reproduces = ", ".join(map(str, part.get("reproduces") or [])) or "nothing"
+        text = f"under {under} the reference reproduces {reproduces}"
+        differs = part.get("differs") or {}
+        if differs:
+            text += "; " + ", ".join(f"{q} differs from step {step}" for q, step in differs.items())
+        lines.append(text)
+    return lines
+
+
+def _sorted(values: set[Any]) -> list[Any]:
+    """Numbers in numeric order, anything else after them by its text."""
+    return sorted(values, key=lambda v: (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v)))
 
 
 def counts(matrix: Matrix) -> dict[str, int]:

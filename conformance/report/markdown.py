@@ -1,8 +1,9 @@
 """The report as Markdown, for pull-request comments: the runs, the matrix with one row per
 case (worst first), then every divergence and error in a collapsible block with its facts and
-a snippet that reproduces it, then per column the cells one documented convention explains
-(a line per case, the fix, one snippet) and the unsupported ones, so that the comment stays
-short."""
+a snippet that reproduces it (the divergences of a column that one convention the framework
+does not document reproduces in one block: scope, a line per case, one snippet), then per
+column the cells one documented convention explains (a line per case, the fix, one snippet)
+and the unsupported ones, so that the comment stays short."""
 
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ def render(matrix: Matrix) -> str:
     single, groups = grouped(findings(matrix))
     if single:
         lines += ["### Divergences and errors, worst first", ""]
-    for finding in single:
-        lines += _finding(finding)
+    for item in single:
+        lines += _group(item) if isinstance(item, Group) else _finding(item)
     if groups:
         lines += ["### Documented conventions and unsupported features, per column", ""]
     for group in groups:
@@ -71,11 +72,12 @@ def _group(group: Group) -> list[str]:
              (f"<summary>{ICONS[group.severity]} [{group.column.label}] {_escape(group.title)}: "
              f"{len(group.members)} case(s)</summary>"), ""]
     lines += [f"- **{label}**: {_escape(text)}" for label, text in group.shared()]
-    lines += ["", "| case | what differs |" if group.severity == 2 else "| case | reason |", "|---|---|"]
+    shown = group.snippet_finding()
+    lines += ["", "| case | what differs |" if shown is not None else "| case | reason |", "|---|---|"]
     lines += [_row([f"`{case_id}`", _escape(text)]) for case_id, text in group.rows()]
-    code = group.members[0].snippet() if group.severity == 2 else ""
-    if code:
-        lines += ["", f"Reproduce with {group.column.framework} (`{group.members[0].case_id}`):", "",
+    code = shown.snippet() if shown is not None else ""
+    if shown is not None and code:
+        lines += ["", f"Reproduce with {group.column.framework} (`{shown.case_id}`):", "",
                   "```python", code.rstrip(), "```"]
     return [*lines, "", "</details>", ""]
 

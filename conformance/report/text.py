@@ -1,7 +1,9 @@
 """The terminal report (``rich``): the case x column matrix with the worst rows first, then
 every divergence and error, worst first, with what differs, where it starts, the convention
-that explains it and a snippet that reproduces it; then, per column, the cells a documented
-convention explains (one line per case, the fix, one snippet) and the unsupported ones."""
+that explains it and a snippet that reproduces it (the divergences of a column that one
+convention the framework does not document reproduces form one finding: its scope, one line
+per case, one snippet); then, per column, the cells a documented convention explains (one
+line per case, the fix, one snippet) and the unsupported ones."""
 
 from __future__ import annotations
 
@@ -43,8 +45,8 @@ def render(matrix: Matrix, color: bool = False, width: int | None = None) -> str
     single, groups = grouped(findings(matrix))
     if single:
         console.rule("Divergences and errors, worst first", align="left")
-    for finding in single:
-        console.print(_finding(finding, color))
+    for item in single:
+        console.print(_group(item, color) if isinstance(item, Group) else _finding(item, color))
     if groups:
         console.rule("Documented conventions and unsupported features, per column", align="left")
     for group in groups:
@@ -96,8 +98,9 @@ def _group(group: Group, color: bool) -> RichGroup:
     parts: list = [Text(""), Text(head, style=STYLES[group.severity] + " bold")]
     parts += [_fact(label, text) for label, text in group.shared()]
     parts += [_fact(case_id, text) for case_id, text in group.rows()]
-    if group.severity == 2:
-        parts += _code(group.members[0], f" ({group.members[0].case_id})", color)
+    shown = group.snippet_finding()
+    if shown is not None:
+        parts += _code(shown, f" ({shown.case_id})", color)
     return RichGroup(*parts)
 
 
