@@ -9,12 +9,14 @@ from __future__ import annotations
 import platform
 import sys
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from conformance.adapters.documentation import Documented
 from conformance.model import LayerSpec, Mode
+
+__all__ = ["Adapter", "DeviceUnavailable", "Documented", "LayerHandle", "Unsupported"]
 
 
 class Unsupported(Exception):
@@ -23,19 +25,6 @@ class Unsupported(Exception):
 
 class DeviceUnavailable(Exception):
     """The requested device is not visible to the framework (recorded as ``skipped``)."""
-
-
-@dataclass(frozen=True)
-class Documented:
-    """A convention the framework documents: the fact's value, where it is written, and
-    how a user compensates for it when porting."""
-
-    value: str
-    link: str
-    fix: str = ""
-
-    def as_dict(self) -> dict[str, str]:
-        return {"value": self.value, "link": self.link, "fix": self.fix}
 
 
 class LayerHandle(Protocol):
@@ -62,7 +51,9 @@ class LayerHandle(Protocol):
 
 class Adapter(ABC):
     """One framework. Subclasses set ``name`` (the one name used everywhere) and
-    ``documented`` (fact key -> Documented), and implement the methods below."""
+    ``documented`` (fact key -> Documented: every key of the reference's
+    CONVENTION_VALUES, the built-in ones from ``conformance.adapters.documentation``), and
+    implement the methods below."""
 
     name: ClassVar[str]
     install_hint: ClassVar[str] = ""

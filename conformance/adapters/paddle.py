@@ -20,10 +20,9 @@ from conformance.adapters.base import (
     LayerHandle,
     Unsupported,
 )
+from conformance.adapters.documentation import DOCUMENTED
 from conformance.model import BatchNormSpec, DropoutSpec, LayerSpec, Mode
 from conformance.reference import channel_axis_index
-
-_DOCS = "https://www.paddlepaddle.org.cn/documentation/docs/en/api/paddle/nn/"
 
 # rank -> (layer class, data_format with channels first, data_format with channels last)
 _BATCH_NORMS: dict[int, tuple[Any, str, str]] = {
@@ -186,18 +185,7 @@ class PaddleAdapter(Adapter):
 
     name = "paddle"
     install_hint = 'pip install "conformance[paddle]"  (or: pip install paddlepaddle)'
-    documented: ClassVar[dict[str, Documented]] = {
-        # Measured on CPU (ranks 2 to 5, probe): running_var is fed the biased batch
-        # variance (divided by m), as the API page's formula says. GPU/cuDNN not measured.
-        "bn.running_var_estimator": Documented(
-            value="biased",
-            link=_DOCS + "BatchNorm2D_en.html",
-            fix="Paddle has no switch for it: each batch's contribution to running_var is "
-                "(m-1)/m of the unbiased one (m = values per channel). When matching a "
-                "framework that uses the unbiased estimator, recompute running_var with "
-                "ddof=1 and set it into the layer's _variance, or use large batches",
-        ),
-    }
+    documented: ClassVar[dict[str, Documented]] = DOCUMENTED["paddle"]  # every convention, with its page
 
     def version(self) -> str:
         return str(paddle.__version__)

@@ -23,11 +23,11 @@ from conformance.adapters.base import (
     Documented,
     Unsupported,
 )
+from conformance.adapters.documentation import DOCUMENTED
 from conformance.model import BatchNormSpec, DropoutSpec, LayerSpec, Mode
 
 keras = tf.keras  # Keras 3 in TF >= 2.16
 KerasLayer = Any  # keras.layers.Layer; tf.keras is a lazy module mypy cannot resolve
-BN_DOCS = "https://keras.io/api/layers/normalization_layers/batch_normalization/"
 _TF_DEVICE = {"cpu": "/CPU:0", "gpu": "/GPU:0"}
 
 
@@ -172,17 +172,7 @@ class TfAdapter(Adapter):
 
     name = "tf"
     install_hint = 'pip install "conformance[tf]"  (or: pip install tensorflow-cpu)'
-    documented: ClassVar[dict[str, Documented]] = {
-        "bn.running_var_estimator": Documented(
-            value="biased",
-            link=BN_DOCS,
-            fix="moving_variance is fed var(batch), the biased (divide-by-m) variance used to "
-                "normalise; a PyTorch/Paddle running_var is fed the unbiased m/(m-1) one. "
-                "Multiply the batch variance by m/(m-1) before the update (subclass and "
-                "override the moving update) to match, or expect running_var lower by "
-                "(m-1)/m per update (m = values per channel).",
-        ),
-    }
+    documented: ClassVar[dict[str, Documented]] = DOCUMENTED["tf"]  # every convention, with its page
 
     def version(self) -> str:
         return str(tf.__version__)

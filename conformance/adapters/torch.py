@@ -22,6 +22,7 @@ from conformance.adapters.base import (
     Documented,
     Unsupported,
 )
+from conformance.adapters.documentation import DOCUMENTED
 from conformance.model import BatchNormSpec, DropoutSpec, LayerSpec, Mode
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32,
@@ -138,7 +139,7 @@ class _Handle:
 class TorchAdapter(Adapter):
     name = "torch"
     install_hint = 'pip install "conformance[torch]"  (or: pip install torch)'
-    documented: ClassVar[dict[str, Documented]] = {}  # PyTorch's documented conventions are the kit's canonical ones
+    documented: ClassVar[dict[str, Documented]] = DOCUMENTED["torch"]  # every convention, with its page
 
     def version(self) -> str:
         return str(torch.__version__)
