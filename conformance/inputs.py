@@ -31,20 +31,34 @@ def round_to_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
     return rounded.view(np.float32)
 
 
+def generator(description: dict[str, Any]) -> dict[str, Any]:
+    """The generated input's recipe with every default filled in: ``{shape, distribution,
+    seed, mean, std}`` (normal), ``{..., low, high}`` (uniform) or ``{shape, distribution,
+    value}`` (constant), as plain numbers. ``generate`` makes the input from exactly this, and
+    results files keep it, so a snippet can make the same array."""
+    recipe: dict[str, Any] = {"shape": [int(n) for n in description["shape"]],
+                              "distribution": str(description.get("distribution", "normal"))}
+    seeded = {**recipe, "seed": int(description.get("seed", 0))}  # YAML may give 1.0
+    if recipe["distribution"] == "normal":
+        return {**seeded, "mean": float(description.get("mean", 0.0)), "std": float(description.get("std", 1.0))}
+    if recipe["distribution"] == "uniform":
+        return {**seeded, "low": float(description.get("low", 0.0)), "high": float(description.get("high", 1.0))}
+    return {**recipe, "distribution": "constant", "value": float(description.get("value", 0.0))}
+
+
 def generate(description: dict[str, Any], dtype: str) -> np.ndarray:
     """Make one input from ``{shape, distribution, mean, std, low, high, value, seed}`` or
     ``{values}``."""
     if "values" in description:
         return round_to_dtype(np.asarray(description["values"], dtype=np.float64), dtype)
-    shape = tuple(int(n) for n in description["shape"])
-    rng = np.random.default_rng(int(description.get("seed", 0)))  # YAML may give 1.0
-    kind = description.get("distribution", "normal")
-    if kind == "normal":
-        data = rng.normal(description.get("mean", 0.0), description.get("std", 1.0), shape)
-    elif kind == "uniform":
-        data = rng.uniform(description.get("low", 0.0), description.get("high", 1.0), shape)
+    recipe = generator(description)
+    shape = tuple(recipe["shape"])
+    if recipe["distribution"] == "normal":
+        data = np.random.default_rng(recipe["seed"]).normal(recipe["mean"], recipe["std"], shape)
+    elif recipe["distribution"] == "uniform":
+        data = np.random.default_rng(recipe["seed"]).uniform(recipe["low"], recipe["high"], shape)
     else:
-        data = np.full(shape, float(description.get("value", 0.0)))
+        data = np.full(shape, recipe["value"])
     return round_to_dtype(data, dtype)
 
 

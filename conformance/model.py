@@ -28,6 +28,7 @@ BN_QUANTITIES = (
     "grad_shift",
 )
 DROPOUT_QUANTITIES = ("output", "grad_input")
+INLINE_VALUES_MAX = 4096  # literal inputs up to this size are written into results files
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,10 @@ class Case:
     inputs: dict[str, np.ndarray]
     dtype: str
     steps: tuple[Step, ...]
+    # how each input was made: a generator's recipe ({shape, distribution, seed, ...}, as
+    # inputs.generator gives it), {"spec": FILE} for values written in a spec file ({} for a
+    # spec given as text), or {"file", "key", "spec"} for values read from an array file
+    input_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
     reference: dict[str, str] = field(default_factory=dict)
     literal: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
     expect_error: bool = False
@@ -149,18 +154,38 @@ class Case:
     devices: tuple[str, ...] = ("cpu", "gpu")
 
     def program(self) -> dict[str, Any]:
-        """The case as plain data for results files: layer parameters, dtype, steps and
-        input shapes, enough to reproduce it in a framework's own code."""
+        """The case as plain data for results files: layer parameters, dtype, steps and how
+        each input is made (``input_program``), enough to reproduce it in a framework's own
+        code with the same numbers."""
         values = ((f.name, getattr(self.layer, f.name)) for f in fields(self.layer))
         layer = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in values if v is not None}
         return {
             "layer": layer,
             "dtype": self.dtype,
-            "inputs": {name: list(a.shape) for name, a in self.inputs.items()},
+            "inputs": {name: self.input_program(name) for name in self.inputs},
             "steps": [{"action": s.action, "mode": s.mode, "input": s.input,
                        "grad_output": s.grad_output, "context": s.context,
                        "observe": list(s.observe)} for s in self.steps],
         }
+
+    def input_program(self, name: str) -> dict[str, Any]:
+        """How input ``name`` is made, as results files keep it: a generated input's recipe
+        (``{shape, distribution, seed, mean, std}`` and so on); a literal one's ``shape`` and
+        its ``values`` (float64, already rounded to the case's dtype, so rounding them again
+        changes nothing) when it has at most ``INLINE_VALUES_MAX`` of them, else where they
+        are: ``file`` (relative to the spec's folder) and ``key``, or ``spec`` and ``case``
+        for values written in the spec. Only ``shape`` for an input of unknown origin."""
+        array, source = self.inputs[name], self.input_sources.get(name, {})
+        if "distribution" in source:
+            return dict(source)
+        described: dict[str, Any] = {"shape": list(array.shape)}
+        if "file" in source:
+            described.update((k, source[k]) for k in ("file", "key", "spec") if source.get(k) is not None)
+        if array.size <= INLINE_VALUES_MAX:
+            described["values"] = np.asarray(array, dtype=np.float64).tolist()
+        elif "spec" in source and "file" not in source:
+            described.update(spec=source["spec"], case=self.name)
+        return described
 
     def summary(self) -> dict[str, Any]:
         """The JSON-ready description used by ``conformance list``."""

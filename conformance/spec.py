@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from conformance import SPEC_VERSION, inputs, validated, yamlines
+from conformance import SPEC_VERSION, arrayfiles, inputs, validated, yamlines
 from conformance.errors import SpecError, SpecErrors
 from conformance.model import (
     BN_QUANTITIES,
@@ -112,7 +112,11 @@ def load_file(path: str | Path) -> list[Case]:
 
 
 def load_text(text: str, file: str = "<string>", path: Path | None = None) -> list[Case]:
-    known = validated.passed_before(text)
+    """The cases of a spec's ``text``; ``file`` names it in messages, ``path`` is the spec
+    file, whose folder the spec's file references (``{file: vectors.npz, key: x}``) are
+    relative to; without ``path`` a file reference is an error."""
+    folder = None if path is None else path.parent
+    known = validated.passed_before(text, folder)
     doc = yamlines.load_spec_text(text, file, bounded=not known)
     if not isinstance(doc, dict):
         raise SpecErrors([SpecError(file, 1, "the file is not a mapping; expected a spec "
@@ -121,12 +125,26 @@ def load_text(text: str, file: str = "<string>", path: Path | None = None) -> li
         errors = [SpecError(file, line, msg) for line, msg in _schema_errors(doc)]
         if errors:
             raise SpecErrors(errors)
-        validated.remember_pass(text)
-    builder = _CaseBuilder(doc, file, path or Path(file))
+        validated.remember_pass(text, folder, file_references(doc))
+    builder = _CaseBuilder(doc, file, path or Path(file), folder)
     cases = builder.build_all()
     if builder.errors:
         raise SpecErrors(builder.errors)
     return cases
+
+
+def file_references(doc: dict[str, Any]) -> list[str]:
+    """The array files a schema-valid spec references (inputs' and expected values'
+    ``file``), as written, sorted: what the validated-spec cache keys on besides the text."""
+    found = set()
+    for fields in [doc.get("defaults") or {}, *doc.get("cases", [])]:
+        for desc in (fields.get("inputs") or {}).values():
+            if "file" in desc:
+                found.add(str(desc["file"]))
+        for item in (fields.get("expect") or {}).get("values", []):
+            if isinstance(item["value"], dict):
+                found.add(str(item["value"]["file"]))
+    return sorted(found)
 
 
 def _schema_errors(doc: Any) -> list[tuple[int, str]]:
@@ -241,11 +259,13 @@ class _CaseBuilder:
     """Turns a schema-valid document into cases, checking what a schema cannot: names that
     refer to inputs, shapes that agree, sizes within bounds."""
 
-    def __init__(self, doc: dict[str, Any], file: str, path: Path) -> None:
+    def __init__(self, doc: dict[str, Any], file: str, path: Path, folder: Path | None = None) -> None:
         self.doc = doc
         self.file = file
         self.path = path
+        self.folder = folder  # where file references point; None: a spec given as text
         self.errors: list[SpecError] = []
+        self.loaded: dict[tuple[Path, str | None], np.ndarray] = {}  # each array file read once
 
     def fail(self, node: Any, key: Any, message: str) -> None:
         self.errors.append(SpecError(self.file, yamlines.line_of(node, [key]), message))
@@ -277,9 +297,10 @@ class _CaseBuilder:
                                f"{', '.join(missing)}; expected them in the case or in defaults"))
             return None
         dtype = raw.get("dtype", "float32")
-        arrays = self.inputs(raw, where, dtype)
-        if arrays is None:
+        made = self.inputs(raw, where, dtype)
+        if made is None:
             return None
+        arrays, sources = made
         kind = raw["layer"]["kind"]
         steps = self.steps(raw, where, arrays, kind)
         if steps is None:
@@ -303,6 +324,7 @@ class _CaseBuilder:
             areas=tuple(raw.get("areas", ())),
             layer=layer,
             inputs=arrays,
+            input_sources=sources,
             dtype=dtype,
             steps=tuple(steps),
             reference=dict(raw.get("reference", {})),
@@ -314,29 +336,103 @@ class _CaseBuilder:
             devices=tuple(raw.get("devices", ("cpu", "gpu"))),
         )
 
-    def inputs(self, raw: yamlines.LineDict, where: str, dtype: str) -> dict[str, np.ndarray] | None:
+    def inputs(self, raw: yamlines.LineDict, where: str,
+               dtype: str) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]] | None:
+        """The case's input arrays, rounded to ``dtype``, and how each was made (for results
+        files: a generator's recipe, or where literal values came from)."""
         described = raw["inputs"]
+        files: dict[str, arrayfiles.ArrayRef] = {}
         total = 0
         for name, desc in described.items():
-            count = inputs.element_count(desc)
+            if "file" in desc:
+                opened = self.input_file(desc, f"{where}: input {name!r}")
+                if opened is None:
+                    return None
+                files[name], shape = opened
+                count = math.prod(shape)
+            else:
+                count = inputs.element_count(desc)
             total += count
             if count > inputs.MAX_ELEMENTS or total > MAX_CASE_ELEMENTS:
-                self.fail(described, name, f"{where}: input {name!r} has {count} values; expected "
+                node, key = (desc, "file") if name in files else (described, name)
+                self.fail(node, key, f"{where}: input {name!r} has {count} values; expected "
                           f"at most {inputs.MAX_ELEMENTS} per input and {MAX_CASE_ELEMENTS} per case")
                 return None
-        arrays = {}
+        arrays: dict[str, np.ndarray] = {}
+        sources: dict[str, dict[str, Any]] = {}
         for name, desc in described.items():
-            try:
-                arrays[name] = inputs.generate(desc, dtype)
-            except ValueError as exc:  # ragged literal lists
-                self.fail(described, name, f"{where}: input {name!r} cannot be made ({exc}); "
-                          "expected a rectangular nested list of numbers")
+            made = self.input_array(described, name, where, dtype, files.get(name))
+            if made is None:
                 return None
+            arrays[name], sources[name] = made
             if not np.isfinite(arrays[name].astype(np.float64)).all():
                 self.fail(described, name, f"{where}: input {name!r} has values that overflow "
                           f"{dtype} (largest finite {_largest(dtype):.4g}); expected finite values")
                 return None
-        return arrays
+        return arrays, sources
+
+    def input_array(self, described: Any, name: str, where: str, dtype: str,
+                    ref: arrayfiles.ArrayRef | None) -> tuple[np.ndarray, dict[str, Any]] | None:
+        """One input, rounded to ``dtype``, with its source: the generator's recipe, the
+        spec (inline values) or the file and key."""
+        desc = described[name]
+        if ref is not None:
+            values = self.array_values(desc, ref, f"{where}: input {name!r}")
+            if values is None:
+                return None
+            return inputs.round_to_dtype(values, dtype), {"file": ref.file, "key": ref.key, "spec": self.file}
+        try:
+            array = inputs.generate(desc, dtype)
+        except ValueError as exc:  # ragged literal lists
+            self.fail(described, name, f"{where}: input {name!r} cannot be made ({exc}); "
+                      "expected a rectangular nested list of numbers")
+            return None
+        except OverflowError as exc:  # an integer too large for a float (mean: 1e400 as digits)
+            self.fail(described, name, f"{where}: input {name!r} cannot be made ({exc}); "
+                      "expected numbers within float64's range")
+            return None
+        if "values" not in desc:
+            return array, inputs.generator(desc)
+        return array, ({"spec": self.file} if self.folder is not None else {})  # where long values stay
+
+    def input_file(self, desc: Any, label: str) -> tuple[arrayfiles.ArrayRef, tuple[int, ...]] | None:
+        """An input's ``{file, key, shape}``: the checked reference and the array's shape,
+        read from its header; a ``shape`` given beside the file must be the file's."""
+        opened = self.array_file(desc, label)
+        if opened is None:
+            return None
+        ref, shape = opened
+        if not 1 <= len(shape) <= 6 or min(shape) < 1:
+            self.fail(desc, "key" if ref.key is not None else "file", f"{label}: {ref.label()} has "
+                      f"shape {shape}; expected 1 to 6 axes of at least 1 value each")
+            return None
+        if "shape" in desc and tuple(int(n) for n in desc["shape"]) != shape:
+            self.fail(desc, "shape", f"{label}: shape {list(desc['shape'])} is given but "
+                      f"{ref.label()} has shape {list(shape)}; expected them to agree (or no shape)")
+            return None
+        return ref, shape
+
+    def array_file(self, node: Any, label: str) -> tuple[arrayfiles.ArrayRef, tuple[int, ...]] | None:
+        """A ``{file, key}`` reference checked (path, key, dtype) and the array's shape."""
+        key = node.get("key")
+        try:
+            ref = arrayfiles.resolve(str(node["file"]), None if key is None else str(key), self.folder)
+            shape, _ = arrayfiles.header(ref)
+        except arrayfiles.ArrayFileError as exc:
+            self.fail(node, exc.field if exc.field in node else "file", f"{label}: {exc.message}")
+            return None
+        return ref, shape
+
+    def array_values(self, node: Any, ref: arrayfiles.ArrayRef, label: str) -> np.ndarray | None:
+        """The referenced array as float64 (a copy; each file is read once per spec)."""
+        cached = self.loaded.get((ref.path, ref.key))
+        if cached is None:
+            try:
+                cached = self.loaded[ref.path, ref.key] = arrayfiles.load(ref)
+            except arrayfiles.ArrayFileError as exc:
+                self.fail(node, exc.field if exc.field in node else "file", f"{label}: {exc.message}")
+                return None
+        return np.array(cached)
 
     def steps(self, raw: yamlines.LineDict, where: str, arrays: dict[str, np.ndarray],
               kind: str) -> list[Step] | None:
@@ -457,20 +553,37 @@ class _CaseBuilder:
                           f"{step}, which that step does not observe; expected one of "
                           f"{', '.join(steps[step].observe)}")
                 continue
-            try:
-                value = np.asarray(item["value"], dtype=np.float64)
-            except ValueError:
-                self.fail(values, i, f"{where}: expect.values[{i}] is ragged; expected a "
-                          "rectangular nested list of numbers")
-                continue
             input_shape = arrays[steps[step].input].shape if steps[step].input else ()
             shape = _quantity_shape(item["quantity"], input_shape, layer)
-            if value.shape != shape:
-                self.fail(values, i, f"{where}: expect.values[{i}] {item['quantity']} has shape "
-                          f"{value.shape}; expected {shape}")
-                continue
-            literal[(step, item["quantity"])] = value
+            value = self.literal_value(values, i, where, shape)
+            if value is not None:
+                literal[(step, item["quantity"])] = value
         return literal
+
+    def literal_value(self, values: Any, i: int, where: str, shape: tuple[int, ...]) -> np.ndarray | None:
+        """``expect.values[i].value`` as float64 of ``shape``: a nested list, or a
+        ``{file, key}`` reference whose shape is checked before its values are read."""
+        item, label = values[i], f"{where}: expect.values[{i}]"
+        given = item["value"]
+        if isinstance(given, dict):
+            opened = self.array_file(given, label)
+            if opened is None:
+                return None
+            ref, found = opened
+            if found != shape:
+                self.fail(given, "key" if ref.key is not None else "file", f"{label} {item['quantity']}: "
+                          f"{ref.label()} has shape {found}; expected {shape}")
+                return None
+            return self.array_values(given, ref, label)
+        try:
+            value = np.asarray(given, dtype=np.float64)
+        except ValueError:
+            self.fail(values, i, f"{label} is ragged; expected a rectangular nested list of numbers")
+            return None
+        if value.shape != shape:
+            self.fail(values, i, f"{label} {item['quantity']} has shape {value.shape}; expected {shape}")
+            return None
+        return value
 
 
     def masks(self, raw: yamlines.LineDict, where: str,

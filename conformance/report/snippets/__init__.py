@@ -13,16 +13,26 @@ in ``running <- (1 - w) * running + w * batch``):
   ``weight_attr``/``bias_attr=False`` and Keras' ``center``/``scale``.
 
 One module per framework (``torch``, ``paddle``, ``tf``), each with the same functions:
-``imports()``, ``tensor(name, shape, dtype)``, ``batch_norm(layer, dtype)``,
+``imports()``, ``tensor(name, dtype)`` (the numpy input ``name`` as a tensor, converted as
+the kit's adapter converts it), ``batch_norm(layer, dtype)``,
 ``dropout(layer, dtype)``, ``reset(layer)``, ``compiler()`` (defines ``compiled``),
 ``prints(observe)`` and ``forward(step, layer, observe, switch)``.
-Inputs are random with the case's shapes (the kit's own values come from the spec's seeds).
+
+Inputs are the case's own: the program says how each is made (``Case.input_program``), and
+the snippet makes the same numpy float64 array (the generator's calls with the spec's seed,
+the literal values, or ``np.load`` of the array file beside the spec), rounds it to the
+case's dtype in numpy as the kit does (bfloat16 by the kit's own rounding) and converts it as
+the framework's adapter does. A results file written before programs kept this has only the
+shapes: its snippets use random inputs, and say so. Dropout masks come from the framework's
+own generator, so a dropout snippet reproduces the rule for kept values, not the exact masks.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
+
+from conformance.report.snippets import common
 
 Program = dict[str, Any]
 FRAMEWORKS = ("torch", "paddle", "tf")
@@ -39,8 +49,7 @@ def snippet(program: Program, framework: str, until_step: int | None = None,
     layer, dtype = program["layer"], program.get("dtype", "float32")
     steps = program["steps"][: None if until_step is None else until_step + 1]
     names = list(dict.fromkeys(n for s in steps for n in (s.get("input"), s.get("grad_output")) if n))
-    lines = [*api.imports(), "", "rng = np.random.default_rng(0)  # random inputs of the case's shapes"]
-    lines += [api.tensor(n, program["inputs"][n], dtype) for n in names if n in program["inputs"]]
+    lines = [*api.imports(), "", *_inputs(api, program, names, dtype)]
     construction = (api.batch_norm if layer.get("kind") == "batch_norm" else api.dropout)(layer, dtype)
     lines += construction
     mode, compiled = "", False
@@ -63,3 +72,12 @@ def snippet(program: Program, framework: str, until_step: int | None = None,
             lines += api.forward(step, layer, wanted, step["mode"] != mode)
             mode = step["mode"]
     return "\n".join(lines) + "\n"
+
+
+def _inputs(api: Any, program: Program, names: list[str], dtype: str) -> list[str]:
+    """Each input the steps use: the numpy array as the kit makes it, then the tensor."""
+    sources = {n: common.input_source(program["inputs"][n]) for n in names if n in program["inputs"]}
+    lines = common.input_preamble(list(sources.values()), dtype)
+    for name, source in sources.items():
+        lines += [common.input_array(name, source, dtype), api.tensor(name, dtype)]
+    return lines

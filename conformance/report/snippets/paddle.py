@@ -20,8 +20,12 @@ def imports() -> list[str]:
     return ["import numpy as np", "import paddle"]
 
 
-def tensor(name: str, shape: list[int], dtype: str) -> str:
-    return f"{name} = paddle.to_tensor(rng.normal(size={tuple(shape)}), dtype={dtype!r})"
+def tensor(name: str, dtype: str) -> str:
+    """The numpy input ``name`` as a tensor, converted as the kit's Paddle adapter does:
+    float64 or float32 numpy, then Paddle's cast to the dtype (exact: already rounded)."""
+    wide = "float64" if dtype == "float64" else "float32"
+    return (f"{name} = paddle.to_tensor(np.asarray({name}, dtype=np.{wide})).astype({dtype!r})"
+            "  # as the kit's adapter converts it")
 
 
 def batch_norm(layer: Layer, dtype: str) -> list[str]:
@@ -61,7 +65,8 @@ def dropout(layer: Layer, dtype: str) -> list[str]:
         args.append(('mode="downscale_in_infer"', "scaling: eval -> unscaled in training, x (1-p) in eval"))
     else:
         args.append(('mode="upscale_in_train"', "scaling: train -> inverted dropout, x 1/(1-p) in training"))
-    return lines + common.call("layer = paddle.nn.Dropout", args)
+    return [*lines, *common.call("layer = paddle.nn.Dropout", args),
+            common.mask_comment("Paddle's own generator (paddle.seed, as the kit seeds it)")]
 
 
 def reset(layer: Layer) -> list[str]:

@@ -17,8 +17,9 @@ def imports() -> list[str]:
     return ["import numpy as np", "import tensorflow as tf", "", "keras = tf.keras  # Keras 3 in TF >= 2.16"]
 
 
-def tensor(name: str, shape: list[int], dtype: str) -> str:
-    return f"{name} = tf.constant(rng.normal(size={tuple(shape)}), dtype={dtype!r})"
+def tensor(name: str, dtype: str) -> str:
+    """The numpy input ``name`` as a tensor, converted as the kit's TF adapter does."""
+    return f"{name} = tf.cast(tf.constant({name}), tf.{dtype})  # as the kit's adapter converts it"
 
 
 def batch_norm(layer: Layer, dtype: str) -> list[str]:
@@ -37,7 +38,8 @@ def batch_norm(layer: Layer, dtype: str) -> list[str]:
         shape: list[int | None] = [None] * int(layer["rank"])
         shape[1 if first else -1] = layer["num_features"]
         lines.append(f"layer.build({tuple(shape)})  # create the variables to set the spec's initial values")
-        lines += [f"layer.{attr}.assign({layer[key]!r})  # {key}" for key, attr in initial]
+        lines += [f"layer.{attr}.assign(tf.cast(np.array({layer[key]!r}, dtype=np.float64), layer.{attr}.dtype))"
+                  f"  # {key}, cast as the kit's adapter does" for key, attr in initial]
     if layer.get("frozen", False):
         lines.append("layer.trainable = False  # frozen: Keras freezes the statistics (and scale, shift) this way")
     elif not layer.get("trainable", True):
@@ -49,7 +51,7 @@ def batch_norm(layer: Layer, dtype: str) -> list[str]:
 def dropout(layer: Layer, dtype: str) -> list[str]:
     rate, comment = common.rate(layer)
     seed = f", seed={layer['seed']}" if layer.get("seed") is not None else ""
-    lines = []
+    lines = [common.mask_comment("Keras' own generator (the layer's seed=, as the kit sets it)")]
     if layer.get("scaling", "train") == "eval":
         lines.append("# Keras has no downscale-in-inference dropout (scaling: eval): inverted dropout here")
     rank, first = int(layer["rank"]), not common.channels_last(layer)

@@ -21,8 +21,10 @@ def imports() -> list[str]:
     return ["import numpy as np", "import torch"]
 
 
-def tensor(name: str, shape: list[int], dtype: str) -> str:
-    return f"{name} = torch.tensor(rng.normal(size={tuple(shape)}), dtype=torch.{dtype})"
+def tensor(name: str, dtype: str) -> str:
+    """The numpy input ``name`` as a tensor, converted as the kit's torch adapter does."""
+    return (f"{name} = torch.as_tensor(np.asarray({name}, dtype=np.float64)).to(torch.{dtype})"
+            "  # as the kit's adapter converts it")
 
 
 def batch_norm(layer: Layer, dtype: str) -> list[str]:
@@ -55,7 +57,8 @@ def dropout(layer: Layer, dtype: str) -> list[str]:
     if layer.get("granularity", "element") == "channel" and rank in CHANNEL_DROPOUTS:
         cls = CHANNEL_DROPOUTS[rank]
         comment += f"; {cls} zeroes whole channels (one draw per sample and channel)"
-    return [*lines, f"layer = torch.nn.{cls}(p={rate})  # {comment}"]
+    return [*lines, f"layer = torch.nn.{cls}(p={rate})  # {comment}",
+            common.mask_comment("torch's own generator (torch.manual_seed, as the kit seeds it)")]
 
 
 def reset(layer: Layer) -> list[str]:
