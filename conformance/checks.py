@@ -1,12 +1,20 @@
 """Compare what a framework observed with what the spec expects.
 
 Arrays are compared elementwise: ``|observed - expected| <= atol + rtol * |expected|``
-(NaN matches NaN, and an infinity only the same infinity). Dropout in training is random,
+(NaN matches NaN, and an infinity only the same infinity). Dropout in a random pass
+(training, or inference left active) draws its mask from the framework's own generator,
 so its output is checked by properties instead of values: every kept value equals
-``scale * x`` (scale = 1/(1-p) for inverted dropout), every dropped value is exactly 0,
-channel-wise masks are shared along the spatial axes, and the kept fraction k/n lies
-within a Hoeffding bound
-``|k/n - (1-p)| <= sqrt(ln(2/alpha) / (2n))`` whose false-alarm rate is alpha = 1e-9.
+``scale * x`` (scale = 1/q for inverted dropout, q the keep probability), every dropped
+value is exactly 0, channel-wise masks are shared along the spatial axes, and the kept
+fraction k/n lies within a Hoeffding bound
+``|k/n - q| <= sqrt(ln(2/alpha) / (2n))`` whose false-alarm rate is alpha = 1e-9.
+
+A literal expectation of a random pass is partial: an output is compared with the literal
+value where both kept the unit (``match: kept``, the default) and by the rule elsewhere; a
+``mask`` (1 kept, 0 dropped, NaN where the input is 0 and the mask cannot be seen) by its
+kept share (``match: share``: the two shares differ by at most the sum of their bounds);
+either exactly with ``match: elementwise``, for a framework given the same mask (the same
+generator and seed).
 """
 
 from __future__ import annotations
@@ -26,8 +34,10 @@ from conformance.reference import (
     DropoutConventions,
     channel_axis_index,
     conventions_for,
+    dropout_is_random,
     dropout_mask_shape,
     dropout_train_scale,
+    keep_probability,
 )
 
 FALSE_ALARM_RATE = 1e-9
@@ -109,44 +119,112 @@ def kept_fraction_bound(units: int) -> float:
     return math.sqrt(math.log(2.0 / FALSE_ALARM_RATE) / (2.0 * units))
 
 
-def check_dropout_train(step: int, quantity: str, x: np.ndarray, observed: np.ndarray,
-                        spec: DropoutSpec, conv: DropoutConventions, tol: Tolerance,
-                        grad: np.ndarray | None = None) -> QuantityCheck:
-    """Property check of one training-mode dropout output (or its input gradient, when
+def check_dropout_random(step: int, quantity: str, x: np.ndarray, observed: np.ndarray,
+                         spec: DropoutSpec, conv: DropoutConventions, tol: Tolerance,
+                         grad: np.ndarray | None = None, literal: np.ndarray | None = None,
+                         match: str = "") -> QuantityCheck:
+    """Property check of one random-pass dropout output (or its input gradient, when
     ``grad`` is the upstream gradient and ``observed`` the gradient; the mask then comes
-    from the gradient itself)."""
-    x = np.asarray(x, np.float64)
-    base = x if grad is None else np.asarray(grad, np.float64)
+    from the gradient itself), or of its ``mask``; with a ``literal`` expectation compared
+    as ``match`` says (module docstring)."""
+    if literal is not None and match == "elementwise":
+        return compare_arrays(step, quantity, observed, literal, tol)
     observed = np.asarray(observed, np.float64)
-    if observed.shape != base.shape:
-        return QuantityCheck(step, quantity, False, note=f"shape {observed.shape}, expected {base.shape}")
-    scale = dropout_train_scale(spec.rate, conv)
-    informative = base != 0
-    kept = (observed != 0) & informative
-    expected = np.where(kept, base * scale, 0.0)
-    values = compare_arrays(step, quantity, observed, expected, tol)
+    if quantity == "mask":
+        values, kept, informative = _mask_values(step, observed, x)
+    else:
+        values, kept, informative = _kept_values(step, quantity, x, observed, spec, conv, tol,
+                                                 grad, literal)
     if not values.ok:
-        values.note = (f"kept values are not {scale:.6g} * input: max abs error "
-                       f"{values.max_abs_error:.3g} at {tuple(values.worst_index or ())} "
-                       f"(observed {values.observed!r}, expected {values.expected!r})")
         return values
     unit_kept, shared = _units(kept, informative, spec)
     if not shared:
         values.ok = False
         values.note = "the mask differs within a channel; expected one draw per sample and channel"
         return values
+    if literal is not None and quantity == "mask":
+        literal_kept, _ = _units(literal == 1, ~np.isnan(literal), spec)
+        return _same_share(values, unit_kept, literal_kept)
+    return _kept_share(values, unit_kept, keep_probability(spec.rate, conv), spec.rate)
+
+
+def check_dropout_train(step: int, quantity: str, x: np.ndarray, observed: np.ndarray,
+                        spec: DropoutSpec, conv: DropoutConventions, tol: Tolerance,
+                        grad: np.ndarray | None = None) -> QuantityCheck:
+    """``check_dropout_random`` without a literal expectation."""
+    return check_dropout_random(step, quantity, x, observed, spec, conv, tol, grad=grad)
+
+
+def _kept_values(step: int, quantity: str, x: np.ndarray, observed: np.ndarray, spec: DropoutSpec,
+                 conv: DropoutConventions, tol: Tolerance, grad: np.ndarray | None,
+                 literal: np.ndarray | None) -> tuple[QuantityCheck, np.ndarray, np.ndarray]:
+    """Kept values are ``scale * base`` (the literal value where the literal kept the unit
+    too), dropped ones 0; returns the check, the kept and the informative elements."""
+    base = np.asarray(x if grad is None else grad, np.float64)
+    if observed.shape != base.shape:
+        failed = QuantityCheck(step, quantity, False, note=f"shape {observed.shape}, expected {base.shape}")
+        return failed, observed != 0, np.ones(observed.shape, dtype=bool)
+    scale = dropout_train_scale(spec.rate, conv)
+    informative = base != 0
+    kept = (observed != 0) & informative
+    expected = np.where(kept, base * scale, 0.0)
+    if literal is not None and literal.shape == base.shape:
+        expected = np.where(kept & (literal != 0), literal, expected)
+    values = compare_arrays(step, quantity, observed, expected, tol)
+    if not values.ok:
+        rule = f"{scale:.6g} * input" + (" (or the literal value)" if literal is not None else "")
+        values.note = (f"kept values are not {rule}: max abs error "
+                       f"{values.max_abs_error:.3g} at {tuple(values.worst_index or ())} "
+                       f"(observed {values.observed!r}, expected {values.expected!r})")
+    return values, kept, informative
+
+
+def _mask_values(step: int, observed: np.ndarray, x: np.ndarray
+                 ) -> tuple[QuantityCheck, np.ndarray, np.ndarray]:
+    """A mask holds 1 (kept), 0 (dropped) or NaN (the input is 0: not visible), with the
+    input's shape."""
+    x = np.asarray(x)
+    if observed.shape != x.shape:
+        failed = QuantityCheck(step, "mask", False, note=f"shape {observed.shape}, expected {x.shape}")
+        return failed, observed == 1, ~np.isnan(observed)
+    informative = ~np.isnan(observed)
+    bad = informative & (observed != 0) & (observed != 1)
+    check = QuantityCheck(step, "mask", not bad.any())
+    if bad.any():
+        check.note = "a mask holds 1 (kept) and 0 (dropped) only"
+    return check, observed == 1, informative
+
+
+def _kept_share(values: QuantityCheck, unit_kept: np.ndarray, keep: float, rate: float) -> QuantityCheck:
+    """k/n within the Hoeffding bound of q (exactly q for q = 0 or 1)."""
     n, k = unit_kept.size, int(unit_kept.sum())
-    keep_probability = 1.0 - spec.rate
-    if spec.rate in (0.0, 1.0):
-        ok = k == round(n * keep_probability)
+    if n == 0:
+        return values
+    if keep in (0.0, 1.0) or rate in (0.0, 1.0):
+        ok = k == round(n * keep)
         bound = 0.0
     else:
         bound = kept_fraction_bound(n)
-        ok = abs(k / n - keep_probability) <= bound
+        ok = abs(k / n - keep) <= bound
     if not ok:
         values.ok = False
-        values.note = (f"kept {k} of {n} units ({k / n:.4f}); expected {keep_probability:.4f} "
+        values.note = (f"kept {k} of {n} units ({k / n:.4f}); expected {keep:.4f} "
                        f"+- {bound:.4f} (false-alarm rate {FALSE_ALARM_RATE:g})")
+    return values
+
+
+def _same_share(values: QuantityCheck, unit_kept: np.ndarray, literal_kept: np.ndarray) -> QuantityCheck:
+    """Two masks drawn with the same keep probability: their kept shares differ by at most
+    the sum of their Hoeffding bounds."""
+    n, m = unit_kept.size, literal_kept.size
+    if n == 0 or m == 0:
+        return values
+    share, wanted = unit_kept.mean(), literal_kept.mean()
+    bound = kept_fraction_bound(n) + kept_fraction_bound(m)
+    if abs(share - wanted) > bound:
+        values.ok = False
+        values.note = (f"kept {share:.4f} of {n} units; the literal mask keeps {wanted:.4f} of "
+                       f"{m}; expected shares within {bound:.4f} of each other")
     return values
 
 
@@ -199,6 +277,24 @@ def reproduces(case: Case, observed: CaseRun, settings: dict[str, str]) -> bool:
     return expected.status == "ok" and all(c.ok for c in check_masks(case, observed))
 
 
+def first_differences(case: Case, observed: CaseRun, settings: dict[str, str],
+                      expected: CaseRun) -> tuple[set[str], dict[str, int]]:
+    """The quantities ``observed`` holds, and for those that differ from the reference run
+    ``expected`` under ``settings`` the first step where they do (values only, no error
+    statistics)."""
+    seen: set[str] = set()
+    first: dict[str, int] = {}
+    for index, (step, got) in enumerate(zip(case.steps, observed.steps)):
+        for quantity in step.observe:
+            if quantity not in got:
+                continue
+            seen.add(quantity)
+            if quantity not in first and not _check_one(case, index, step, quantity, got[quantity], expected,
+                                                        settings, use_literal=False, verdict_only=True).ok:
+                first[quantity] = index
+    return seen, first
+
+
 def _checks(case: Case, observed: CaseRun, settings: dict[str, str], expected: CaseRun | None,
             use_literal: bool) -> Iterator[QuantityCheck]:
     expected = expected or reference_run(case, settings)
@@ -234,6 +330,13 @@ def check_masks(case: Case, observed: CaseRun) -> list[QuantityCheck]:
     return checks
 
 
+def check_one(case: Case, index: int, quantity: str, got: np.ndarray, expected: CaseRun,
+              settings: dict[str, str], use_literal: bool) -> QuantityCheck:
+    """``got``, observed at step ``index``, against the reference run ``expected`` under
+    ``settings`` (or the case's literal value there, with ``use_literal``)."""
+    return _check_one(case, index, case.steps[index], quantity, got, expected, settings, use_literal)
+
+
 def _check_one(case: Case, index: int, step: Step, quantity: str, got: np.ndarray,
                expected: CaseRun, settings: dict[str, str], use_literal: bool,
                verdict_only: bool = False) -> QuantityCheck:
@@ -241,14 +344,17 @@ def _check_one(case: Case, index: int, step: Step, quantity: str, got: np.ndarra
     that is cheaper (the error statistics of a comparison cost more than the comparison)."""
     exact = Tolerance(0.0, 0.0)
     tol = exact if quantity == "batch_count" else case.tolerance
-    if use_literal and (index, quantity) in case.literal:
-        return compare_arrays(index, quantity, got, case.literal[(index, quantity)], tol)
-    if isinstance(case.layer, DropoutSpec) and step.action == "forward" and step.mode == "train":
+    if isinstance(case.layer, DropoutSpec) and step.action == "forward":
         conv = conventions_for(case.layer, settings)
         assert isinstance(conv, DropoutConventions)
-        grad = case.inputs[step.grad_output] if quantity == "grad_input" and step.grad_output else None
-        return check_dropout_train(index, quantity, case.inputs[step.input], got, case.layer,
-                                   conv, tol, grad=grad)
+        if dropout_is_random(step.mode, conv):
+            grad = case.inputs[step.grad_output] if quantity == "grad_input" and step.grad_output else None
+            literal = case.literal.get((index, quantity)) if use_literal else None
+            return check_dropout_random(index, quantity, case.inputs[step.input], got, case.layer,
+                                        conv, tol, grad=grad, literal=literal,
+                                        match=case.literal_match.get((index, quantity), ""))
+    if use_literal and (index, quantity) in case.literal:
+        return compare_arrays(index, quantity, got, case.literal[(index, quantity)], tol)
     if index >= len(expected.steps) or quantity not in expected.steps[index]:
         return QuantityCheck(index, quantity, False, note=f"the reference has no {quantity} here "
                              f"({expected.message or 'not defined for this layer'})")

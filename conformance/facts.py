@@ -9,11 +9,21 @@ A case may build its layer with the framework's defaults (``update_weight: defau
     update weight  w   = median over channels of (r1 - r0) / (mu_B - r0)
                          (r0, r1: running mean before and after the first training step)
     eps                = median over elements of ((x - mu_B) / x_hat)^2 - sigma2_B
-                         (x_hat = (y - shift) / scale, from the first training output)
+                         (x_hat = (y - shift) / scale, from the first training output), or
+                         (x - mu_B) / x_hat - sigma_B for eps outside the root, whichever
+                         reproduces that output (sigma2_B scaled by m/(m-1) too, for a
+                         normalisation by the unbiased variance)
     dropout kept share = kept units / units  (compared with 1 - r and with r)
 
 A case lists in ``measures`` the facts its observations establish; each fact has an
 estimator here, and a fact no case measured is absent from the table, never guessed.
+
+Facts are read jointly with the verdict's explanation: the smallest set of conventions
+under which the reference, with the measured values, reproduces every observation of the
+case (``explain``). A convention's fact is its value in that set, checked to be the only
+value that reproduces the run with the others held there; a measured number is a fact only
+when that set exists (the reference re-run with it reproduces the run). Anything else is
+"not measured", with the reason.
 """
 
 from __future__ import annotations
@@ -27,7 +37,12 @@ import numpy as np
 from conformance.checks import kept_fraction_bound, reproduces
 from conformance.model import BatchNormSpec, Case, DropoutSpec
 from conformance.program import CaseRun
-from conformance.reference import CONVENTION_VALUES, channel_axis_index
+from conformance.reference import (
+    CONVENTION_VALUES,
+    channel_axis_index,
+    conventions_for,
+    flatten_conventions,
+)
 
 
 class NotMeasurable(Exception):
@@ -63,7 +78,10 @@ def measured_update_weight(case: Case, run: CaseRun) -> float:
     return float(np.median((running_mean[usable] - start[usable]) / (mean[usable] - start[usable])))
 
 
-def measured_eps(case: Case, run: CaseRun) -> float:
+def eps_candidates(case: Case, run: CaseRun) -> list[float]:
+    """Every eps under which the first training output is reproduced: eps inside the root
+    first, then outside, each with the biased and the unbiased normalisation (which of them
+    the rest of the run follows decides between them: ``resolutions``)."""
     layer = case.layer
     assert isinstance(layer, BatchNormSpec)
     x, output = _first_train(case, run, "output")
@@ -75,13 +93,36 @@ def measured_eps(case: Case, run: CaseRun) -> float:
     usable = np.abs(x_hat) > 0.1
     if not usable.any():
         raise NotMeasurable("no output far enough from the shift to invert")
-    estimate = (centred / np.where(usable, x_hat, 1.0)) ** 2 - np.broadcast_to(var.reshape(shape), x.shape)
-    return float(np.median(estimate[usable]))
+    m = x.size // layer.num_features
+    ratio = centred / np.where(usable, x_hat, 1.0)
+    found: list[float] = []
+    for inside, factor in ((True, 1.0), (True, m / (m - 1) if m > 1 else 1.0),
+                           (False, 1.0), (False, m / (m - 1) if m > 1 else 1.0)):
+        spread = np.broadcast_to((factor * var).reshape(shape), x.shape)
+        estimate = ratio ** 2 - spread if inside else ratio - np.sqrt(spread)
+        eps = float(np.median(estimate[usable]))
+        if eps > 0 and _reproduces_output(centred, spread, eps, inside, x_hat, case.tolerance) \
+                and all(abs(eps - other) > 1e-3 * eps for other in found):
+            found.append(eps)
+    if not found:
+        raise NotMeasurable("no eps, inside or outside the root, reproduces the first training output")
+    return found
 
 
-def resolve(case: Case, run: CaseRun) -> tuple[Case, dict[str, Any]]:
+def _reproduces_output(centred: np.ndarray, spread: np.ndarray, eps: float, inside: bool,
+                       x_hat: np.ndarray, tol: Any) -> bool:
+    """x_hat recomputed with ``eps`` (rounded as the fact is) matches the observed one."""
+    eps = significant(eps, 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        again = centred / (np.sqrt(spread + eps) if inside else np.sqrt(spread) + eps)
+    return bool(np.all(np.abs(again - x_hat) <= tol.atol + tol.rtol * np.abs(x_hat)))
+
+
+def resolutions(case: Case, run: CaseRun) -> list[tuple[Case, dict[str, Any]]]:
     """The case with measured values in place of defaults and native arguments, and what
-    was measured. Raises NotMeasurable when a needed value cannot be measured."""
+    was measured; several where the first step allows several values (eps inside or outside
+    the root), the likeliest first. Raises NotMeasurable when a needed value cannot be
+    measured."""
     layer = case.layer
     measured: dict[str, Any] = {}
     if isinstance(layer, BatchNormSpec):
@@ -91,17 +132,16 @@ def resolve(case: Case, run: CaseRun) -> tuple[Case, dict[str, Any]]:
             measured["update_weight"] = weight
             changes.update(update_weight=significant(weight), native_momentum=None)
         if layer.eps is None:
-            eps = measured_eps(case, run)
-            measured["eps"] = eps
-            changes["eps"] = significant(eps, 2)
+            return [(replace(case, layer=replace(layer, **changes, eps=significant(eps, 2))),
+                     {**measured, "eps": eps}) for eps in eps_candidates(case, run)]
         if changes:
-            return replace(case, layer=replace(layer, **changes)), measured
+            return [(replace(case, layer=replace(layer, **changes)), measured)]
     elif layer.native_rate is not None:
         meaning = rate_meaning(case, run)
         measured["rate_meaning"] = meaning
         rate = layer.native_rate if meaning == "drop" else 1.0 - layer.native_rate
-        return replace(case, layer=replace(layer, rate=rate, native_rate=None)), measured
-    return case, measured
+        return [(replace(case, layer=replace(layer, rate=rate, native_rate=None)), measured)]
+    return [(case, measured)]
 
 
 def _dropout_units(case: Case, run: CaseRun) -> tuple[int, int]:
@@ -132,35 +172,89 @@ def rate_meaning(case: Case, run: CaseRun) -> str:
 
 # --- fact estimators: (case resolved, run, result entry) -> value ------------------------
 
+def explanations(result: dict[str, Any]) -> list[dict[str, str]]:
+    """The smallest sets of changed conventions under which the reference, with the measured
+    values, reproduces every observation of the case: ``[{}]`` for a case that conforms,
+    the verdict's ``explained_by`` (and ``also_explained_by``) otherwise, none when nothing
+    reproduces the run."""
+    if result.get("verdict") == "conforms":
+        return [{}]
+    if "explained_by" in result:
+        return [result["explained_by"], *result.get("also_explained_by", [])]
+    return []
+
+
+def _reproduced(result: dict[str, Any], what: str) -> dict[str, str]:
+    """The explanation the measured values hold under; NotMeasurable when there is none."""
+    found = explanations(result)
+    if not found:
+        raise NotMeasurable(f"the reference with {what} reproduces no combination of known "
+                            f"conventions' observations of this case ({result.get('verdict')})")
+    return found[0]
+
+
 def _which(key: str) -> Callable[[Case, CaseRun, dict[str, Any]], str]:
-    """The value of convention ``key`` under which the reference reproduces the run."""
+    """The value of convention ``key`` in the joint explanation of the run, when no other
+    value reproduces the run with every other convention held at its inferred value."""
     def estimate(case: Case, run: CaseRun, result: dict[str, Any]) -> str:
         if run.status != "ok":
             raise NotMeasurable(f"the case gave {run.status}")
-        fits = [value for value in CONVENTION_VALUES[key]
-                if reproduces(case, run, {**case.reference, key: value})]
-        if len(fits) == 1:
-            return fits[0]
-        if not fits:
-            return "neither " + " nor ".join(CONVENTION_VALUES[key])
-        raise NotMeasurable(f"the observations fit {' and '.join(fits)} alike")
+        found = explanations(result)
+        if not found:
+            raise NotMeasurable("no combination of known conventions reproduces the observations")
+        own = conventions_settings(case)
+        values = {changed.get(key, own[key]) for changed in found}
+        if len(values) > 1:
+            raise NotMeasurable(f"the observations fit {' and '.join(sorted(values))} alike")
+        held = {**case.reference, **found[0]}
+        fits = [value for value in CONVENTION_VALUES[key] if reproduces(case, run, {**held, key: value})]
+        if len(fits) > 1:
+            raise NotMeasurable(f"the observations fit {' and '.join(fits)} alike")
+        return fits[0] if fits else values.pop()
     return estimate
 
 
+def conventions_settings(case: Case) -> dict[str, str]:
+    """Every convention of the case's layer kind, as the case states it."""
+    return flatten_conventions(conventions_for(case.layer, case.reference))
+
+
+def _not_updating(changed: dict[str, str]) -> bool:
+    return changed.get("bn.running_update", "as_specified") != "as_specified"
+
+
+def _measured_weight(result: dict[str, Any]) -> float:
+    weight = result.get("measured", {}).get("update_weight")
+    if weight is None:
+        raise NotMeasurable("needs a probe with update_weight: default or native_momentum")
+    if abs(weight) < 1e-9:
+        raise NotMeasurable("the running statistics did not move in training: a weight of 0 and "
+                            "no update at all (bn.running_update=none) are the same observation")
+    changed = _reproduced(result, f"update weight {weight:.4g}")
+    if _not_updating(changed):
+        raise NotMeasurable(f"the running statistics follow no update weight "
+                            f"(bn.running_update={changed['bn.running_update']})")
+    return float(weight)
+
+
 def _default_update_weight(case: Case, run: CaseRun, result: dict[str, Any]) -> float:
-    return significant(result.get("measured", {}).get("update_weight", float("nan")))
+    return significant(_measured_weight(result))
 
 
 def _default_eps(case: Case, run: CaseRun, result: dict[str, Any]) -> float:
-    return significant(result.get("measured", {}).get("eps", float("nan")), 2)
+    eps = result.get("measured", {}).get("eps")
+    if eps is None:
+        raise NotMeasurable("needs a probe with eps: default")
+    _reproduced(result, f"eps {eps:.2g}")
+    return significant(eps, 2)
 
 
 def _momentum_weights(case: Case, run: CaseRun, result: dict[str, Any]) -> str:
     assert isinstance(case.layer, BatchNormSpec)
     native = result.get("native_momentum")
-    weight = result.get("measured", {}).get("update_weight")
-    if native is None or weight is None:
+    if native is None:
         raise NotMeasurable("needs a native_momentum probe")
+    weight = _measured_weight(result)
     if abs(weight - native) < 1e-3:
         return "new"
     if abs(weight - (1 - native)) < 1e-3:
@@ -188,15 +282,21 @@ def _single_value(case: Case, run: CaseRun, result: dict[str, Any]) -> str:
     return "other"
 
 
-def _from_status(case: Case, run: CaseRun, result: dict[str, Any]) -> str:
-    """Whether the framework has the feature the case exercises, and if so whether it
-    behaves as specified."""
-    verdict = result["verdict"]
-    if verdict in ("unsupported", "error"):
-        return str(verdict)
-    if verdict == "skipped":
-        raise NotMeasurable("the case was skipped")
-    return "supported" if verdict in ("conforms", "convention") else "differs"
+def _feature(*feature_keys: str) -> Callable[[Case, CaseRun, dict[str, Any]], str]:
+    """Whether the framework has the feature the case exercises, and if so whether it behaves
+    as specified: ``supported`` when the case conforms, or differs only as conventions other
+    than the feature's own (``feature_keys``) explain, read jointly like every fact."""
+    def estimate(case: Case, run: CaseRun, result: dict[str, Any]) -> str:
+        verdict = result["verdict"]
+        if verdict in ("unsupported", "error"):
+            return str(verdict)
+        if verdict == "skipped":
+            raise NotMeasurable("the case was skipped")
+        found = explanations(result)
+        if found and not any(k in changed for changed in found for k in feature_keys):
+            return "supported"
+        return "differs"
+    return estimate
 
 
 def _rate_one(case: Case, run: CaseRun, result: dict[str, Any]) -> str:
@@ -212,6 +312,7 @@ def _rate_meaning(case: Case, run: CaseRun, result: dict[str, Any]) -> str:
     meaning = result.get("measured", {}).get("rate_meaning")
     if meaning is None:
         raise NotMeasurable("needs a native_rate probe")
+    _reproduced(result, f"the native rate read as the probability to {meaning}")
     return str(meaning)
 
 
@@ -223,16 +324,21 @@ FACTS: dict[str, Callable[[Case, CaseRun, dict[str, Any]], Any]] = {
     "bn.running_var_estimator.rank3": _which("bn.running_var_estimator"),
     "bn.running_var_estimator.rank4": _which("bn.running_var_estimator"),
     "bn.running_var_estimator.rank5": _which("bn.running_var_estimator"),
+    "bn.eps_placement": _which("bn.eps_placement"),
+    "bn.normalization_var_estimator": _which("bn.normalization_var_estimator"),
+    "bn.train_statistics": _which("bn.train_statistics"),
+    "bn.eval_statistics": _which("bn.eval_statistics"),
+    "bn.eval_updates": _which("bn.eval_updates"),
     "bn.single_value_per_channel_train": _single_value,
-    "bn.cumulative_average": _from_status,
-    "bn.batch_count": _from_status,
-    "bn.no_running_stats": _from_status,
+    "bn.cumulative_average": _feature("bn.running_update", "bn.momentum_weights"),
+    "bn.batch_count": _feature("bn.running_update"),
+    "bn.no_running_stats": _feature("bn.eval_statistics", "bn.train_statistics", "bn.eval_updates"),
     "dropout.rate_meaning": _rate_meaning,
     "dropout.train_scale": _which("dropout.train_scale"),
     "dropout.eval": _which("dropout.eval"),
     "dropout.rate_one_train": _rate_one,
-    "dropout.downscale_mode": _from_status,
-    "dropout.channel": _from_status,
+    "dropout.downscale_mode": _feature("dropout.train_scale", "dropout.eval"),
+    "dropout.channel": _feature(),
 }
 
 

@@ -27,7 +27,8 @@ BN_QUANTITIES = (
     "grad_scale",
     "grad_shift",
 )
-DROPOUT_QUANTITIES = ("output", "grad_input")
+# mask: 1 where a unit was kept, 0 where dropped, NaN where the input is 0 (not visible)
+DROPOUT_QUANTITIES = ("output", "grad_input", "mask")
 INLINE_VALUES_MAX = 4096  # literal inputs up to this size are written into results files
 
 
@@ -147,6 +148,8 @@ class Case:
     input_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
     reference: dict[str, str] = field(default_factory=dict)
     literal: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
+    # how a literal value of a random dropout pass compares: kept, share or elementwise
+    literal_match: dict[tuple[int, str], str] = field(default_factory=dict)
     expect_error: bool = False
     measures: tuple[str, ...] = ()
     mask_relations: tuple[tuple[int, int, str], ...] = ()  # (step, step, "same"|"different")

@@ -89,8 +89,23 @@ def _perform(step: Step, layer: LayerHandle, build: Callable[[], LayerHandle],
     grad_output = case.inputs[step.grad_output] if step.grad_output else None
     x = case.inputs[step.input]
     if step.context == "plain":
-        return layer, dict(layer.forward(x, step.mode, grad_output))
-    return layer, dict(layer.forward(x, step.mode, grad_output, context=step.context))
+        produced = dict(layer.forward(x, step.mode, grad_output))
+    else:
+        produced = dict(layer.forward(x, step.mode, grad_output, context=step.context))
+    if "mask" in step.observe and "output" in produced:
+        produced["mask"] = kept_mask(x, produced["output"])
+    return layer, produced
+
+
+def kept_mask(x: np.ndarray, output: np.ndarray) -> np.ndarray:
+    """Which units a dropout pass kept, read from its output: 1 where the output is not 0,
+    0 where it is, NaN where the input is 0 (a kept 0 and a dropped 0 look alike)."""
+    output = np.asarray(output)
+    if output.shape != np.shape(x):
+        return np.full(np.shape(output), np.nan)  # the output's shape is checked on its own
+    mask = (output != 0).astype(np.float64)
+    mask[np.asarray(x) == 0] = np.nan
+    return mask
 
 
 _DTYPE_NAMES: dict[np.dtype[Any], str] = {}

@@ -11,6 +11,10 @@ During training::
           = (x - mu) / (sqrt(sigma2) + eps)  (eps_placement="outside")
     y     = scale * x_hat + shift
 
+(sigma2 * m / (m - 1) in x_hat under ``normalization_var_estimator="unbiased"``; the running
+statistics in place of mu and sigma2 under ``train_statistics="running"``, the bug of a
+training-mode layer turned into an inference one).
+
 and, when the layer keeps running statistics, with s the batch statistic that feeds them
 (s_var = sigma2 * m / (m - 1) for the unbiased estimator, sigma2 for the biased one)::
 
@@ -24,11 +28,15 @@ During inference::
     y = scale * (x - running_mean) / sqrt(running_var + eps) + shift
 
 (batch statistics instead when the layer keeps no running statistics, or under
-``eval_statistics="batch"``).
+``eval_statistics="batch"``). Under ``eval_updates="yes"`` an inference pass also updates the
+running statistics with the batch's, as in training (a kernel that updates them whenever it
+is not told to use the global ones).
 
-Dropout with rate p: in training each unit is kept with probability 1 - p and kept values
-are multiplied by 1/(1 - p) (``train_scale="inverted"``) or left as they are
-(``"none"``); in inference y = x (``eval="identity"``) or y = (1 - p) * x (``"downscale"``).
+Dropout with rate p: in training each unit is kept with probability q = 1 - p (q = p under
+``rate_meaning="keep"``, the rate taken for a keep probability) and kept values are multiplied
+by 1/q (``train_scale="inverted"``) or left as they are (``"none"``); in inference y = x
+(``eval="identity"``), y = q * x (``"downscale"``), or the training rule again (``"active"``:
+dropout left on in inference).
 """
 
 from __future__ import annotations
@@ -49,23 +57,35 @@ class BatchNormConventions:
     momentum_weights: Literal["new", "old"] = "new"
     eps_placement: Literal["inside", "outside"] = "inside"
     running_update: Literal["as_specified", "none", "cumulative"] = "as_specified"
+    train_statistics: Literal["batch", "running"] = "batch"
+    normalization_var_estimator: Literal["biased", "unbiased"] = "biased"
     eval_statistics: Literal["running", "batch"] = "running"
+    eval_updates: Literal["no", "yes"] = "no"
 
 
 @dataclass(frozen=True)
 class DropoutConventions:
+    rate_meaning: Literal["drop", "keep"] = "drop"
     train_scale: Literal["inverted", "none"] = "inverted"
-    eval: Literal["identity", "downscale"] = "identity"
+    eval: Literal["identity", "downscale", "active"] = "identity"
 
 
+# Every convention the reference knows, its canonical value first. The canonical values are
+# the semantics most frameworks document (and PyTorch's throughout); a spec that follows other
+# ones names them under ``reference:``. No framework is canonical: every adapter documents its
+# value of every key (conformance.adapters.documentation).
 CONVENTION_VALUES: dict[str, tuple[str, ...]] = {
     "bn.running_var_estimator": ("unbiased", "biased"),
     "bn.momentum_weights": ("new", "old"),
     "bn.eps_placement": ("inside", "outside"),
     "bn.running_update": ("as_specified", "none", "cumulative"),
+    "bn.train_statistics": ("batch", "running"),
+    "bn.normalization_var_estimator": ("biased", "unbiased"),
     "bn.eval_statistics": ("running", "batch"),
+    "bn.eval_updates": ("no", "yes"),
+    "dropout.rate_meaning": ("drop", "keep"),
     "dropout.train_scale": ("inverted", "none"),
-    "dropout.eval": ("identity", "downscale"),
+    "dropout.eval": ("identity", "downscale", "active"),
 }
 
 
@@ -121,7 +141,7 @@ class ReferenceBatchNorm:
         if spec.update_weight is None or spec.eps is None or spec.native_momentum is not None:
             raise ValueError("the reference needs the neutral update weight and eps; a case "
                              "with framework defaults or native arguments is resolved first "
-                             "(conformance.facts.resolve)")
+                             "(conformance.facts.resolutions)")
         self.spec = spec
         self.conv = conventions
         c = spec.num_features
@@ -145,8 +165,14 @@ class ReferenceBatchNorm:
         if not self.spec.running_stats:
             return True
         if mode == "train":
-            return not self.spec.frozen
+            return not self.spec.frozen and self.conv.train_statistics == "batch"
         return self.conv.eval_statistics == "batch"
+
+    def _updates(self, mode: Mode) -> bool:
+        """Whether this pass feeds the running statistics."""
+        if not self.spec.running_stats or self.spec.frozen:
+            return False
+        return mode == "train" or self.conv.eval_updates == "yes"
 
     def reset_running_stats(self) -> None:
         c = self.spec.num_features
@@ -160,9 +186,15 @@ class ReferenceBatchNorm:
         context (plain, no_grad, inference, compiled) changes nothing: a forward pass in
         training mode updates the statistics wherever it runs."""
         x = np.asarray(x, dtype=np.float64)
+        count = x.size // self.spec.num_features
         with np.errstate(divide="ignore", invalid="ignore"):
+            batch_mean, batch_var = x.mean(axis=self.reduce_axes), x.var(axis=self.reduce_axes)
+            factor = 1.0  # m/(m-1) when the normalisation divides by the unbiased variance
             if self._uses_batch_statistics(mode):
-                mean, var = x.mean(axis=self.reduce_axes), x.var(axis=self.reduce_axes)
+                mean, var = batch_mean, batch_var
+                if self.conv.normalization_var_estimator == "unbiased":
+                    factor = count / (count - 1) if count > 1 else np.nan
+                    var = var * factor
                 batch_stats = True
             else:
                 mean, var = self.state.running_mean, self.state.running_var
@@ -170,17 +202,20 @@ class ReferenceBatchNorm:
             x_hat = self._normalise(x, mean, var)
             out = {"output": self.scale.reshape(self.bshape) * x_hat + self.shift.reshape(self.bshape)}
             if grad_output is not None:
-                out.update(self._gradients(x_hat, var, np.asarray(grad_output, np.float64), batch_stats))
-            if mode == "train" and self.spec.running_stats and not self.spec.frozen:
-                self._update_running(mean, var, count=x.size // self.spec.num_features)
+                out.update(self._gradients(x_hat, var, np.asarray(grad_output, np.float64),
+                                           batch_stats, factor))
+            if self._updates(mode):
+                self._update_running(batch_mean, batch_var, count=count)
         return out
 
     def _gradients(
-        self, x_hat: np.ndarray, var: np.ndarray, g: np.ndarray, batch_stats: bool
+        self, x_hat: np.ndarray, var: np.ndarray, g: np.ndarray, batch_stats: bool,
+        factor: float = 1.0,
     ) -> dict[str, np.ndarray]:
-        """d/dx of sum(g * y). With batch statistics (eps inside the root)::
+        """d/dx of sum(g * y). With batch statistics (eps inside the root; ``var`` is c *
+        sigma2, c = 1 for the biased normalisation and m/(m-1) for the unbiased one)::
 
-            dx = scale / sqrt(var + eps) * (g - mean(g) - x_hat * mean(g * x_hat))
+            dx = scale / sqrt(var + eps) * (g - mean(g) - c * x_hat * mean(g * x_hat))
 
         and with fixed statistics dx = scale * g / sqrt(var + eps).
         """
@@ -191,7 +226,7 @@ class ReferenceBatchNorm:
         if batch_stats:
             g_mean = g.mean(axis=self.reduce_axes, keepdims=True)
             gx_mean = (g * x_hat).mean(axis=self.reduce_axes, keepdims=True)
-            grad_input = scale * inv_std * (g - g_mean - x_hat * gx_mean)
+            grad_input = scale * inv_std * (g - g_mean - factor * x_hat * gx_mean)
         else:
             grad_input = scale * inv_std * g
         grads = {"grad_input": grad_input}
@@ -246,17 +281,28 @@ def dropout_mask_shape(spec: DropoutSpec, shape: tuple[int, ...]) -> tuple[int, 
     return tuple(n if a in (0, axis) else 1 for a, n in enumerate(shape))
 
 
+def keep_probability(rate: float, conv: DropoutConventions) -> float:
+    """q: 1 - p, or p itself when the rate is taken for the probability to keep."""
+    return rate if conv.rate_meaning == "keep" else 1.0 - rate
+
+
 def dropout_train_scale(rate: float, conv: DropoutConventions) -> float:
-    """The factor kept values get in training: 1/(1-p) inverted, 1 otherwise (0 for p = 1)."""
+    """The factor kept values get in training: 1/q inverted, 1 otherwise (0 for q = 0)."""
     if conv.train_scale == "none":
         return 1.0
-    return 0.0 if rate >= 1.0 else 1.0 / (1.0 - rate)
+    keep = keep_probability(rate, conv)
+    return 0.0 if keep <= 0.0 else 1.0 / keep
+
+
+def dropout_is_random(mode: Mode, conv: DropoutConventions) -> bool:
+    """Whether a pass in ``mode`` draws a mask: training, and inference left active."""
+    return mode == "train" or conv.eval == "active"
 
 
 def dropout_eval(x: np.ndarray, rate: float, conv: DropoutConventions) -> np.ndarray:
-    """Inference: y = x (identity) or y = (1 - p) * x (downscale)."""
+    """Inference without a mask: y = x (identity) or y = q * x (downscale)."""
     x = np.asarray(x, dtype=np.float64)
-    return x * (1.0 - rate) if conv.eval == "downscale" else x.copy()
+    return x * keep_probability(rate, conv) if conv.eval == "downscale" else x.copy()
 
 
 class ReferenceDropout:
@@ -266,7 +312,7 @@ class ReferenceDropout:
     def __init__(self, spec: DropoutSpec, conventions: DropoutConventions) -> None:
         if spec.native_rate is not None:
             raise ValueError("the reference needs the neutral rate; a case with a native rate "
-                             "is resolved first (conformance.facts.resolve)")
+                             "is resolved first (conformance.facts.resolutions)")
         if not 0.0 <= spec.rate <= 1.0:
             raise ValueError(f"Invalid value received for argument `rate`. Expected a float "
                              f"value between 0 and 1. Received: rate={spec.rate}")
@@ -279,11 +325,12 @@ class ReferenceDropout:
         context: str = "plain",
     ) -> dict[str, np.ndarray]:
         x = np.asarray(x, dtype=np.float64)
-        if mode == "eval":
-            factor = np.full(dropout_mask_shape(self.spec, x.shape), 1.0 - self.spec.rate
+        keep_share = keep_probability(self.spec.rate, self.conv)
+        if not dropout_is_random(mode, self.conv):
+            factor = np.full(dropout_mask_shape(self.spec, x.shape), keep_share
                              if self.conv.eval == "downscale" else 1.0)
         else:
-            keep = self.rng.random(dropout_mask_shape(self.spec, x.shape)) >= self.spec.rate
+            keep = self.rng.random(dropout_mask_shape(self.spec, x.shape)) >= 1.0 - keep_share
             factor = keep * dropout_train_scale(self.spec.rate, self.conv)
         out = {"output": x * factor}
         if grad_output is not None:

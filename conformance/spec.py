@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from conformance import SPEC_VERSION, arrayfiles, inputs, validated, yamlines
+from conformance import (
+    SPEC_VERSION,
+    arrayfiles,
+    consistency,
+    inputs,
+    validated,
+    yamlines,
+)
 from conformance.errors import SpecError, SpecErrors
 from conformance.model import (
     BN_QUANTITIES,
@@ -207,6 +214,23 @@ def _path_text(path: list[Any]) -> str:
     return text or "spec"
 
 
+_UPDATE_WEIGHT = ("a spec never uses a framework's momentum: its meaning differs between "
+                  "frameworks. update_weight is the weight of the NEW batch statistic, "
+                  "running <- (1 - w) * running + w * batch (PyTorch momentum=0.1 and Paddle/Keras "
+                  "momentum=0.9 are both update_weight 0.1); native_momentum passes a value "
+                  "UNTRANSLATED to the framework's own argument, only to probe what it means")
+# A framework's own argument names, which a spec says neutrally: (the neutral key, why).
+FRAMEWORK_WORDS: dict[str, tuple[str, str]] = {
+    "momentum": ("update_weight", _UPDATE_WEIGHT),
+    "decay": ("update_weight", _UPDATE_WEIGHT),
+    "epsilon": ("eps", "the spec calls it eps: added to the variance"),
+    "p": ("rate", "the spec calls it rate: the probability of DROPPING a unit"),
+    "keep_prob": ("rate", "a spec gives rate, the probability of DROPPING a unit: rate = 1 - keep_prob"),
+    "track_running_stats": ("running_stats", "the spec calls it running_stats"),
+    "use_global_stats": ("frozen", "frozen: true normalises with, and does not update, the running statistics"),
+}
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     v, inst, sch = error.validator, error.instance, error.schema
     if v == "additionalProperties" and isinstance(inst, dict):
@@ -214,6 +238,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
         bad = [k for k in inst if k not in allowed]
         hints = []
         for key in bad:
+            if str(key) in FRAMEWORK_WORDS and FRAMEWORK_WORDS[str(key)][0] in allowed:
+                hints.append(f"{key!r} ({FRAMEWORK_WORDS[str(key)][1]})")
+                continue
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         return f"unknown key {', '.join(hints)}; expected one of {', '.join(allowed)}"
@@ -291,6 +318,7 @@ class _CaseBuilder:
 
     def build(self, raw: yamlines.LineDict, index: int) -> Case | None:
         where = f"cases[{index}] ({raw['name']})"
+        known_errors = len(self.errors)
         missing = [k for k in ("layer", "inputs", "steps") if k not in raw]
         if missing:
             self.errors.append(SpecError(self.file, raw.line, f"{where}: missing "
@@ -315,7 +343,7 @@ class _CaseBuilder:
             tol = Tolerance(atol=raw["tolerance"].get("atol", tol.atol),
                             rtol=raw["tolerance"].get("rtol", tol.rtol))
         expect = raw.get("expect", {})
-        return Case(
+        case = Case(
             id=case_id(self.path, raw["name"]),
             name=raw["name"],
             file=self.file,
@@ -334,7 +362,54 @@ class _CaseBuilder:
             mask_relations=self.masks(raw, where, steps),
             tolerance=tol,
             devices=tuple(raw.get("devices", ("cpu", "gpu"))),
+            literal_match=self.literal_matches(raw, steps),
         )
+        if len(self.errors) == known_errors:  # a case with problems already is not run
+            self.check_literal(raw, where, case)
+        return case
+
+    def check_literal(self, raw: yamlines.LineDict, where: str, case: Case) -> None:
+        """Literal values must follow from the case's own parameters and conventions; the
+        first one that does not is reported at its line, with what the values imply."""
+        if not case.literal or case.expect_error or not consistency.checkable(case):
+            return
+        wrong = consistency.contradictions(case)
+        if not wrong:
+            return
+        first = wrong[0]
+        values = raw["expect"]["values"]
+        index = next(i for i, item in enumerate(values)
+                     if int(item["step"]) == first.step and item["quantity"] == first.quantity)
+        implied = consistency.implied(case)
+        lead = ("; " + "; ".join(implied)) if implied else ""
+        self.fail(values, index, f"{where}: expect.values[{index}]: the literal {first.quantity} at step "
+                  f"{first.step} is not what the reference gives under the case's own parameters and "
+                  f"conventions ({consistency.describe(first)}){lead}; expected literal values that follow from "
+                  "the layer's parameters and the case's reference: conventions (fix the parameters, "
+                  "or state the conventions the values follow under reference:)")
+
+    def literal_matches(self, raw: yamlines.LineDict, steps: list[Step]) -> dict[tuple[int, str], str]:
+        """How each literal value of a random dropout pass is compared (``match:``): kept
+        and elementwise for outputs and gradients, share and elementwise for masks."""
+        values = raw.get("expect", {}).get("values", [])
+        random = raw["layer"]["kind"] == "dropout" and (
+            lambda step: step.action == "forward" and (step.mode == "train" or raw.get(
+                "reference", {}).get("dropout.eval") == "active"))
+        found = {}
+        for i, item in enumerate(values):
+            if "match" not in item or int(item["step"]) >= len(steps):
+                continue
+            step, quantity, match = steps[int(item["step"])], item["quantity"], str(item["match"])
+            fits = ("share", "elementwise") if quantity == "mask" else ("kept", "elementwise")
+            if not random or not random(step):
+                self.fail(values, i, f"expect.values[{i}]: match: {match} applies to a random dropout "
+                          "pass only; expected no match: for this step (its values compare elementwise)")
+            elif match not in fits:
+                self.fail(values, i, f"expect.values[{i}]: match: {match} does not apply to {quantity}; "
+                          f"expected one of {', '.join(fits)}")
+            else:
+                found[(int(item["step"]), quantity)] = match
+        return found
 
     def inputs(self, raw: yamlines.LineDict, where: str,
                dtype: str) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]] | None:
@@ -604,9 +679,9 @@ class _CaseBuilder:
 
 
 def _quantity_shape(quantity: str, input_shape: tuple[int, ...], layer: LayerSpec) -> tuple[int, ...]:
-    """Output and input gradient have the input's shape, the counter is a scalar, and every
-    other quantity has one value per channel."""
-    if quantity in ("output", "grad_input"):
+    """Output, input gradient and mask have the input's shape, the counter is a scalar, and
+    every other quantity has one value per channel."""
+    if quantity in ("output", "grad_input", "mask"):
         return input_shape
     if quantity == "batch_count":
         return ()

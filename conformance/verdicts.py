@@ -4,7 +4,11 @@
 ``convention``: it differs, and the reference re-run under conventions that the framework
 documents reproduces the observation (the verdict names them and their fixes).
 ``divergence``: it differs and no documented convention explains it; where some
-alternative convention reproduces it anyway, the verdict says which (``explained_by``).
+alternative conventions reproduce it anyway, the verdict says which (``explained_by``, with
+the documented ones among them in ``conventions``), and where none does, what fits partly
+(``partly_explained_by``). A case whose literal values the reference does not give under
+its own parameters is a divergence whatever the framework does: the spec contradicts itself
+(a loaded spec cannot: ``validate`` refuses it; this catches values measured from the run).
 ``error``: the framework raised where the spec expects values. ``expected-error``: it
 raised where the spec expects it to. ``unsupported``: the framework has no such feature.
 ``skipped``: the device or framework is missing.
@@ -12,19 +16,21 @@ raised where the spec expects it to. ``unsupported``: the framework has no such 
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
 from typing import Any
 
-from conformance import facts
-from conformance.checks import QuantityCheck, compare, reference_run, reproduces
+from conformance import consistency, facts
+from conformance.checks import QuantityCheck, compare, reference_run
+from conformance.explain import (
+    ReferenceRuns,
+    alternatives,
+    explain,
+    is_documented,
+    partial_fits,
+)
 from conformance.model import BatchNormSpec, Case
 from conformance.program import CaseRun
-from conformance.reference import (
-    CONVENTION_VALUES,
-    conventions_for,
-    flatten_conventions,
-)
+
+__all__ = ["FAILING", "VERDICTS", "alternatives", "explain", "judge", "statistics_series"]
 
 VERDICTS = ("conforms", "convention", "divergence", "error", "expected-error", "unsupported", "skipped")
 FAILING = ("divergence", "error")
@@ -39,13 +45,27 @@ def judge(case: Case, run: CaseRun, documented: dict[str, dict[str, str]]) -> di
     if isinstance(case.layer, BatchNormSpec) and case.layer.native_momentum is not None:
         result["native_momentum"] = case.layer.native_momentum
     resolved = case
-    if run.status == "ok":
+    if run.status != "ok":
+        result.update(_verdict(case, run, documented, result))
+    else:
         try:
-            resolved, result["measured"] = facts.resolve(case, run)
+            candidates = facts.resolutions(case, run)
         except facts.NotMeasurable as exc:
+            unmeasured = {fact: str(exc) for fact in case.measures}
             return {**result, "verdict": "error", "error": {"kind": "measurement", "step": 0},
-                    "message": f"cannot measure the framework's own parameter values: {exc}"}
-    result.update(_verdict(resolved, run, documented, result))
+                    "message": f"cannot measure the framework's own parameter values: {exc}",
+                    **({"unmeasured": unmeasured} if unmeasured else {})}
+        # the first reading of the measured values under which the reference reproduces the
+        # whole run (conforming, or explained); else the likeliest one
+        first = None
+        for reading, measured in candidates:
+            entry = _verdict(reading, run, documented, {**result, "measured": measured})
+            first = first or (reading, entry)
+            if facts.explanations(entry):
+                first = (reading, entry)
+                break
+        assert first is not None  # resolutions() gives at least one reading
+        resolved, result = first
     if case.measures:
         result["facts"] = facts.measure(resolved, run, result)
     return result
@@ -79,26 +99,44 @@ def _verdict(case: Case, run: CaseRun, documented: dict[str, dict[str, str]],
     if not failed:
         return {**result, "verdict": "conforms", "message": ""}
     result.update(_divergence_summary(failed))
-    if case.literal and all(c.ok for c in compare(case, run, case.reference, use_literal=False)):
+    wrong = consistency.contradictions(case, expected)
+    if wrong:
         return {**result, "verdict": "divergence",
-                "message": f"{failed[0].describe()}; the observation matches the reference, so the "
-                           "spec's literal value disagrees with the reference: check the spec"}
-    matches = explain(case, run, documented)
+                "message": f"{failed[0].describe()}; but the spec's literal {wrong[0].quantity} at "
+                           f"step {wrong[0].step} is not what the reference gives with the case's "
+                           f"parameters{_measured_text(result)}, so no convention can be judged "
+                           "against it: check the spec"}
+    runs = ReferenceRuns(case, own=expected)
+    matches = explain(case, run, documented, runs)
     if not matches:
+        result["partly_explained_by"] = partial_fits(case, run, runs=runs)
         return {**result, "verdict": "divergence",
                 "message": f"{failed[0].describe()}; no known convention explains it"}
     explanation = matches[0]
     result["explained_by"] = explanation
     if len(matches) > 1:
         result["also_explained_by"] = matches[1:]
+    known = {k: v for k, v in explanation.items() if is_documented({k: v}, documented)}
+    if known:
+        result["conventions"] = [{"fact": k, **documented[k]} for k in known]
     names = ", ".join(f"{k}={v}" for k, v in explanation.items())
-    if not _is_documented(explanation, documented):
+    if len(known) < len(explanation):
+        unknown = ", ".join(f"{k}={v}" for k, v in explanation.items() if k not in known)
+        together = (f" (documented: {', '.join(f'{k}={v}' for k, v in known.items())})"
+                    if known else "")
         return {**result, "verdict": "divergence",
-                "message": f"{failed[0].describe()}; the observation matches {names}, which the "
-                           "framework does not document"}
-    result["conventions"] = [{"fact": k, **documented[k]} for k in explanation]
+                "message": f"{failed[0].describe()}; the observation matches {names}{together}; "
+                           f"the framework does not document {unknown}"}
     return {**result, "verdict": "convention",
             "message": f"matches the documented convention {names}"}
+
+
+def _measured_text(result: dict[str, Any]) -> str:
+    measured = result.get("measured", {})
+    if not measured:
+        return ""
+    return " (measured from this run: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else
+                                                   f"{k} {v}" for k, v in measured.items()) + ")"
 
 
 SERIES_QUANTITIES = ("running_mean", "running_var", "batch_count")
@@ -126,40 +164,3 @@ def _divergence_summary(failed: list[QuantityCheck]) -> dict[str, Any]:
     return {"first_divergent_step": min(c.step for c in failed),
             "divergent_quantities": sorted({c.quantity for c in failed}),
             "worst": worst.as_dict()}
-
-
-def alternatives(case: Case) -> Iterator[dict[str, str]]:
-    """Every other combination of conventions for the case's layer, fewest changes first."""
-    prefix = "bn." if isinstance(case.layer, BatchNormSpec) else "dropout."
-    keys = [k for k in CONVENTION_VALUES if k.startswith(prefix)]
-    canonical = flatten_conventions(conventions_for(case.layer, {}))
-    current = {k: case.reference.get(k, canonical[k]) for k in keys}
-    combos = []
-    for values in itertools.product(*(CONVENTION_VALUES[k] for k in keys)):
-        chosen = dict(zip(keys, values))
-        changed = {k: v for k, v in chosen.items() if v != current[k]}
-        if changed:
-            combos.append(changed)
-    combos.sort(key=len)
-    yield from combos
-
-
-def explain(case: Case, run: CaseRun, documented: dict[str, dict[str, str]] | None = None
-            ) -> list[dict[str, str]]:
-    """Every smallest set of changed conventions under which the reference reproduces all
-    observations of ``run`` (empty when none does). Works from observations alone; among
-    equally small sets, those the framework documents come first."""
-    documented = documented or {}
-    matches: list[dict[str, str]] = []
-    for changed in alternatives(case):
-        if matches and len(changed) > len(matches[0]):
-            break
-        # a convention under which the reference cannot run the case (gradients it does
-        # not derive, say) explains nothing
-        if reproduces(case, run, {**case.reference, **changed}):
-            matches.append(changed)
-    return sorted(matches, key=lambda m: not _is_documented(m, documented))
-
-
-def _is_documented(changed: dict[str, str], documented: dict[str, dict[str, str]]) -> bool:
-    return all(documented.get(k, {}).get("value") == v for k, v in changed.items())

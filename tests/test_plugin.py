@@ -14,12 +14,13 @@ cases:
     layer: {kind: batch_norm}
     inputs: {a: {shape: [4, 2], seed: 1}}
     steps: [{train: a}]
-  - name: wrong_literal
+  - name: biased_reference
     layer: {kind: batch_norm, update_weight: 0.5}
+    reference: {bn.running_var_estimator: biased}
     inputs: {a: {values: [[1.0], [3.0]]}}
-    steps: [{train: a, observe: [running_mean]}]
+    steps: [{train: a, observe: [running_var]}]
     expect:
-      values: [{step: 0, quantity: running_mean, value: [7.0]}]
+      values: [{step: 0, quantity: running_var, value: [1.0]}]
 """
 
 
@@ -54,16 +55,16 @@ def test_spec_cases_become_items_with_stable_ids(pytester: pytest.Pytester) -> N
     assert {nodeid: item["outcome"] for nodeid, item in items.items()} == {
         "bn.yaml::good[numpy-cpu]": "passed",
         "bn.yaml::good[numpy-gpu]": "skipped",
-        "bn.yaml::wrong_literal[numpy-cpu]": "failed",
-        "bn.yaml::wrong_literal[numpy-gpu]": "skipped",
+        "bn.yaml::biased_reference[numpy-cpu]": "failed",
+        "bn.yaml::biased_reference[numpy-gpu]": "skipped",
     }
-    failure = items["bn.yaml::wrong_literal[numpy-cpu]"]["text"]
-    assert "literal value disagrees" in failure and "reproduce: conformance run" in failure
+    failure = items["bn.yaml::biased_reference[numpy-cpu]"]["text"]
+    assert "bn.running_var_estimator=unbiased" in failure and "reproduce: conformance run" in failure
     # the values are Python floats as the kit prints them: read them back, not their spelling
-    # (the reference's running mean after one step with weight 0.5 is 0.5 * 0 + 0.5 * 2)
-    values = re.search(r"running_mean at step 0: .*\(observed (\S+), expected (\S+)\)", failure)
+    # (from 1 with weight 0.5 after [1, 3]: 0.5 + 0.5 * 2 unbiased, 0.5 + 0.5 * 1 biased)
+    values = re.search(r"running_var at step 0: .*\(observed (\S+), expected (\S+)\)", failure)
     assert values, failure
-    assert (float(values[1]), float(values[2])) == (1.0, 7.0)
+    assert (float(values[1]), float(values[2])) == (1.5, 1.0)
     result.assert_outcomes(passed=1, failed=1, skipped=2)
 
 

@@ -13,6 +13,7 @@ from conformance.adapters.numpy import NumpyAdapter
 from conformance.checks import check_dropout_train, compare_arrays, kept_fraction_bound
 from conformance.model import DropoutSpec, Tolerance
 from conformance.reference import DropoutConventions
+from conformance.spec import SpecErrors
 
 TOL = Tolerance(atol=1e-6, rtol=1e-6)
 
@@ -51,7 +52,8 @@ def test_documented_convention_gives_convention_verdict_with_fix() -> None:
     result = verdict_of(fake.BiasedDocumented(), cases_from(BN_PROGRAM)[0])
     assert result["verdict"] == "convention"
     assert result["conventions"] == [{"fact": "bn.running_var_estimator", "value": "biased",
-                                      "link": fake.LINK, "fix": "multiply running_var by m/(m-1)"}]
+                                      "link": fake.LINK, "fix": "multiply running_var by m/(m-1)",
+                                      "says": ""}]
 
 
 def test_a_bug_no_convention_explains_is_a_plain_divergence() -> None:
@@ -90,9 +92,11 @@ def test_literal_values_decide_and_alternatives_still_explain() -> None:
     # running_var <- 0.5 * 5 + 0.5 * 2 (unbiased variance of [1, 3]); biased gives 3,
     # cumulative 2, no update 5: every alternative is distinguishable
     assert verdict_of(NumpyAdapter(), cases_from(LITERAL % "3.5")[0])["verdict"] == "conforms"
-    wrong = verdict_of(NumpyAdapter(), cases_from(LITERAL % "3.7")[0])
-    assert wrong["verdict"] == "divergence" and wrong["worst"]["expected"] == 3.7
-    assert "literal value disagrees" in wrong["message"]
+    # a literal value the case's own parameters do not give is a bad spec, never judged
+    with pytest.raises(SpecErrors) as info:
+        cases_from(LITERAL % "3.7")
+    (error,) = info.value.errors
+    assert error.line == 9 and "the literal running_var at step 0 is not what the reference gives" in error.message
     biased = verdict_of(fake.BiasedUndocumented(), cases_from(LITERAL % "3.5")[0])
     assert biased["explained_by"] == {"bn.running_var_estimator": "biased"}
 
