@@ -179,5 +179,10 @@ def partial_fits(case: Case, run: CaseRun, limit: int = 3,
         fits.append({"conventions": changed, "reproduces": reproduced, "differs": dict(sorted(differs.items()))})
     fits.sort(key=lambda f: (-len(f["reproduces"]), len(f["conventions"]),
                              -sum(f["differs"].values())))
-    best = [f for f in fits if f["reproduces"]][:limit]
+    kept: list[dict[str, Any]] = []
+    for fit in fits:  # a set that reproduces no more than a smaller one kept already adds nothing
+        if not any(set(fit["reproduces"]) <= set(k["reproduces"])
+                   and len(k["conventions"]) <= len(fit["conventions"]) for k in kept):
+            kept.append(fit)
+    best = [f for f in kept if f["reproduces"]][:limit]
     return best or fits[:1]

@@ -31,3 +31,13 @@ def test_every_required_fact_is_in_the_document() -> None:
 
 def test_the_readme_links_the_document() -> None:
     assert "docs/conventions.md" in (ROOT / "README.md").read_text()
+
+
+def test_every_fact_a_case_can_measure_is_explained_with_how_to_port() -> None:
+    from conformance.facts import FACTS
+
+    for fact in FACTS:
+        assert conventions.EXPLANATIONS.get(fact), f"{fact} has no meaning in conventions.EXPLANATIONS"
+    measured = {f for row in conventions.rows(load_runs([str(ROOT / "docs" / "results")])) for f in row["facts"]}
+    for fact in measured:
+        assert conventions.COMPENSATION.get(fact), f"{fact} has no porting advice in conventions.COMPENSATION"
