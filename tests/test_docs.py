@@ -41,3 +41,16 @@ def test_every_fact_a_case_can_measure_is_explained_with_how_to_port() -> None:
     measured = {f for row in conventions.rows(load_runs([str(ROOT / "docs" / "results")])) for f in row["facts"]}
     for fact in measured:
         assert conventions.COMPENSATION.get(fact), f"{fact} has no porting advice in conventions.COMPENSATION"
+
+
+def test_no_framework_is_canonical_in_the_committed_results() -> None:
+    """Against a spec whose reference feeds the biased variance, PyTorch's documented unbiased
+    estimator is a convention, and the frameworks that feed the biased one conform."""
+    verdicts = {}
+    for document in load_runs([str(ROOT / "docs" / "results")]):
+        entry = next(c for c in document["cases"] if c["id"] == "batchnorm/train_eval::small_batch_biased_reference")
+        verdicts[document["framework"]] = entry
+    assert verdicts["torch"]["verdict"] == "convention"
+    assert verdicts["torch"]["explained_by"] == {"bn.running_var_estimator": "unbiased"}
+    assert verdicts["torch"]["conventions"][0]["link"].startswith("https://pytorch.org/")
+    assert verdicts["paddle"]["verdict"] == verdicts["tf"]["verdict"] == "conforms"
