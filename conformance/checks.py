@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from conformance.adapters.base import LayerHandle
-from conformance.adapters.numpy import NumpyAdapter
+from conformance.adapters.numpy import reference_handle
 from conformance.model import Case, DropoutSpec, Step, Tolerance
 from conformance.program import CaseRun, execute, run_steps
 from conformance.reference import (
@@ -39,6 +39,7 @@ from conformance.reference import (
     dropout_train_scale,
     keep_probability,
 )
+from conformance.tree import ModelSpec
 
 FALSE_ALARM_RATE = 1e-9
 
@@ -130,7 +131,8 @@ def check_dropout_random(step: int, quantity: str, x: np.ndarray, observed: np.n
     if literal is not None and match == "elementwise":
         return compare_arrays(step, quantity, observed, literal, tol)
     observed = np.asarray(observed, np.float64)
-    if quantity == "mask":
+    is_mask = quantity.rpartition(".")[2] == "mask"  # a layer's mask, or a model leaf's
+    if is_mask:
         values, kept, informative = _mask_values(step, observed, x)
     else:
         values, kept, informative = _kept_values(step, quantity, x, observed, spec, conv, tol,
@@ -142,7 +144,7 @@ def check_dropout_random(step: int, quantity: str, x: np.ndarray, observed: np.n
         values.ok = False
         values.note = "the mask differs within a channel; expected one draw per sample and channel"
         return values
-    if literal is not None and quantity == "mask":
+    if literal is not None and is_mask:
         literal_kept, _ = _units(literal == 1, ~np.isnan(literal), spec)
         return _same_share(values, unit_kept, literal_kept)
     return _kept_share(values, unit_kept, keep_probability(spec.rate, conv), spec.rate)
@@ -241,14 +243,15 @@ def _units(kept: np.ndarray, informative: np.ndarray, spec: DropoutSpec) -> tupl
     return any_kept[has_info], shared
 
 
-def reference_run(case: Case, settings: dict[str, str]) -> CaseRun:
-    """The case run on the float64 reference under ``settings`` conventions."""
-    return execute(_reference_layer(case, settings), case)
+def reference_run(case: Case, settings: dict[str, str], observed: CaseRun | None = None) -> CaseRun:
+    """The case run on the float64 reference under ``settings`` conventions; a model case
+    follows the dropout masks ``observed`` (a framework's run) kept in its random passes."""
+    return execute(_reference_layer(case, settings, observed), case)
 
 
-def _reference_layer(case: Case, settings: dict[str, str]) -> Callable[[], LayerHandle]:
-    adapter = NumpyAdapter(settings)
-    return lambda: adapter.build(case.layer, "float64", "cpu")
+def _reference_layer(case: Case, settings: dict[str, str],
+                     observed: CaseRun | None = None) -> Callable[[], LayerHandle]:
+    return lambda: reference_handle(case.layer, settings, "float64", observed)
 
 
 def compare(case: Case, observed: CaseRun, settings: dict[str, str],
@@ -266,7 +269,7 @@ def reproduces(case: Case, observed: CaseRun, settings: dict[str, str]) -> bool:
     differs: the convention search asks this dozens of times a case, and most of the
     conventions it tries are told apart by the first step or two."""
     expected = CaseRun(status="ok")
-    for index in run_steps(_reference_layer(case, settings), case, expected):
+    for index in run_steps(_reference_layer(case, settings, observed), case, expected):
         if index >= len(observed.steps):
             continue
         step, got = case.steps[index], observed.steps[index]
@@ -297,7 +300,7 @@ def first_differences(case: Case, observed: CaseRun, settings: dict[str, str],
 
 def _checks(case: Case, observed: CaseRun, settings: dict[str, str], expected: CaseRun | None,
             use_literal: bool) -> Iterator[QuantityCheck]:
-    expected = expected or reference_run(case, settings)
+    expected = expected or reference_run(case, settings, observed)
     for index, (step, got) in enumerate(zip(case.steps, observed.steps)):
         for quantity in step.observe:
             if quantity not in got:
@@ -316,18 +319,47 @@ def check_masks(case: Case, observed: CaseRun) -> list[QuantityCheck]:
     for first, second, relation in case.mask_relations:
         if max(first, second) >= len(observed.steps):
             continue  # the run stopped before; its error is reported already
-        a, b = (observed.steps[i].get("output") for i in (first, second))
+        a, b = (_zero_pattern(case, observed.steps[i]) for i in (first, second))
         if a is None or b is None or a.shape != b.shape:
             checks.append(QuantityCheck(second, "mask", False, note=f"cannot compare the masks of "
                                         f"steps {first} and {second}: outputs missing or shaped differently"))
             continue
-        same = bool(np.array_equal(a == 0, b == 0))
+        same = bool(np.array_equal(a, b))
         ok = same if relation == "same" else not same
         note = "" if ok else (f"the dropout masks of steps {first} and {second} "
                               f"{'differ' if relation == 'same' else 'are identical'}; expected them "
                               f"{'identical' if relation == 'same' else 'to differ'}")
         checks.append(QuantityCheck(second, "mask", ok, note=note))
     return checks
+
+
+def _random_leaf_pass(case: Case, index: int, quantity: str, expected: CaseRun,
+                      settings: dict[str, str]) -> tuple[DropoutSpec, DropoutConventions] | None:
+    """For a model's dropout leaf whose pass at step ``index`` the reference ran at random
+    under ``settings``: the leaf's spec and conventions (its mask is then checked by its
+    properties)."""
+    name = quantity.rpartition(".")[0]
+    record = expected.steps[index].get(f"{name}.training") if index < len(expected.steps) else None
+    if record is None:
+        return None
+    assert isinstance(case.layer, ModelSpec)
+    leaf = case.layer.leaf(name)
+    assert isinstance(leaf.layer, DropoutSpec)
+    conv = conventions_for(leaf.layer, settings)
+    assert isinstance(conv, DropoutConventions)
+    return (leaf.layer, conv) if dropout_is_random("train" if float(record) == 1.0 else "eval", conv) else None
+
+
+def _zero_pattern(case: Case, observed: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Which units a step dropped: a layer's zero outputs, or a model's dropout leaves'
+    masks side by side."""
+    if not isinstance(case.layer, ModelSpec):
+        output = observed.get("output")
+        return None if output is None else output == 0
+    masks = [observed.get(f"{leaf.name}.mask") for leaf in case.layer.leaves() if leaf.layer.kind == "dropout"]
+    if not masks or any(m is None for m in masks):
+        return None
+    return np.concatenate([np.nan_to_num(np.asarray(m), nan=-1.0).ravel() for m in masks])
 
 
 def check_one(case: Case, index: int, quantity: str, got: np.ndarray, expected: CaseRun,
@@ -343,9 +375,18 @@ def _check_one(case: Case, index: int, step: Step, quantity: str, got: np.ndarra
     """One quantity at one step; with ``verdict_only`` only ``ok`` is worked out where
     that is cheaper (the error statistics of a comparison cost more than the comparison)."""
     exact = Tolerance(0.0, 0.0)
-    tol = exact if quantity == "batch_count" else case.tolerance
+    counted = quantity.rpartition(".")[2] in ("batch_count", "training")
+    tol = exact if counted else case.tolerance
+    if quantity.endswith(".mask") and getattr(case.layer, "kind", "") == "model":
+        random = _random_leaf_pass(case, index, quantity, expected, settings)
+        if random is not None:
+            literal = case.literal.get((index, quantity)) if use_literal else None
+            leaf_spec, conv = random
+            return check_dropout_random(index, quantity, np.ones_like(np.asarray(got)), got, leaf_spec,
+                                        conv, tol, literal=literal,
+                                        match=case.literal_match.get((index, quantity), ""))
     if isinstance(case.layer, DropoutSpec) and step.action == "forward":
-        conv = conventions_for(case.layer, settings)
+        conv = conventions_for(case.layer, settings)  # type: ignore[assignment]
         assert isinstance(conv, DropoutConventions)
         if dropout_is_random(step.mode, conv):
             grad = case.inputs[step.grad_output] if quantity == "grad_input" and step.grad_output else None

@@ -18,18 +18,21 @@ import numpy as np
 
 from conformance.checks import QuantityCheck, check_one, reference_run, reproduces
 from conformance.explain import explain
-from conformance.model import BatchNormSpec, Case
+from conformance.model import BatchNormSpec, Case, DropoutSpec
 from conformance.program import CaseRun
 from conformance.reference import channel_axis_index
+from conformance.tree import ModelSpec
 
 
 def checkable(case: Case) -> bool:
     """Literal values can be checked before any run: the layer's parameters are neutral
     values, not framework defaults or native arguments measured from a run."""
     layer = case.layer
+    if isinstance(layer, ModelSpec):  # after a random dropout leaf, only a run's masks tell
+        return not layer.has("dropout")
     if isinstance(layer, BatchNormSpec):
         return layer.update_weight is not None and layer.eps is not None and layer.native_momentum is None
-    return layer.native_rate is None
+    return not isinstance(layer, DropoutSpec) or layer.native_rate is None
 
 
 def contradictions(case: Case, expected: CaseRun | None = None) -> list[QuantityCheck]:

@@ -35,13 +35,13 @@ from conformance.checks import (
     reproduces,
     within,
 )
-from conformance.model import BatchNormSpec, Case
+from conformance.model import BatchNormSpec, Case, Step
 from conformance.program import CaseRun
 from conformance.reference import (
     CONVENTION_VALUES,
-    conventions_for,
-    flatten_conventions,
+    settings_of,
 )
+from conformance.tree import ModelSpec
 
 MAX_CHANGES = 3
 # changes through which other changes can show: state -> training outputs, eval -> state
@@ -50,13 +50,39 @@ Change = tuple[str, str]
 
 
 def convention_keys(case: Case) -> list[str]:
+    """The conventions that can matter to the case: those of its layer's kind, or for a
+    model those of its kinds of leaf and of the model features its program uses."""
+    if isinstance(case.layer, ModelSpec):
+        return [k for k in CONVENTION_VALUES if _matters_to_model(k, case.layer, case.steps)]
     prefix = "bn." if isinstance(case.layer, BatchNormSpec) else "dropout."
     return [k for k in CONVENTION_VALUES if k.startswith(prefix)]
 
 
+def _matters_to_model(key: str, model: ModelSpec, steps: tuple[Step, ...]) -> bool:
+    entries = {s.entry for s in steps if s.action == "forward"}
+    leaves = list(model.leaves())
+    functional = [leaf for leaf in leaves if leaf.call == "functional"]
+    flagged = [leaf for leaf in leaves if leaf.training in ("true", "false")] + \
+        [block for block in model.blocks() if block.training in ("true", "false")]
+    relevant = {
+        "bn.": model.has("batch_norm"),
+        "dropout.": model.has("dropout"),
+        "model.eval_propagates": bool(entries & {"train", "eval", "mc_dropout"})
+        or any(s.action == "switch" for s in steps),
+        "model.call_site_flag": bool(flagged),
+        "model.call_mode": "call" in entries,
+        "model.train_step_mode": "train_step" in entries,
+        "model.freeze_survives_mode_switch": any(s.action == "freeze" and s.via != "flag" for s in steps),
+        "functional.dropout_default_training": any(leaf.layer.kind == "dropout" for leaf in functional),
+        "functional.batch_norm_default_training": any(leaf.layer.kind == "batch_norm" and leaf.training == "omitted"
+                                                      for leaf in functional),
+    }
+    return next((on for prefix, on in relevant.items() if key.startswith(prefix)), False)
+
+
 def base_settings(case: Case) -> dict[str, str]:
     """Every convention of the case's layer kind as the case states it."""
-    return flatten_conventions(conventions_for(case.layer, case.reference))
+    return settings_of(case.layer, case.reference)
 
 
 def alternatives(case: Case, max_changes: int = MAX_CHANGES) -> Iterator[dict[str, str]]:
@@ -81,7 +107,7 @@ def explain(case: Case, run: CaseRun, documented: dict[str, dict[str, str]] | No
     singles = list(alternatives(case, max_changes=1))
     matches = [c for c in singles if reproduces(case, run, {**case.reference, **c})]
     if not matches and len(singles) > 1:
-        matches = _search_pairs_and_more(case, run, runs or ReferenceRuns(case))
+        matches = _search_pairs_and_more(case, run, runs or ReferenceRuns(case, observed=run))
     return sorted(matches, key=lambda m: (not is_documented(m, documented),
                                           -sum(is_documented({k: v}, documented) for k, v in m.items())))
 
@@ -89,8 +115,9 @@ def explain(case: Case, run: CaseRun, documented: dict[str, dict[str, str]] | No
 class ReferenceRuns:
     """The reference run of one case under sets of changed conventions, each run once."""
 
-    def __init__(self, case: Case, own: CaseRun | None = None) -> None:
+    def __init__(self, case: Case, own: CaseRun | None = None, observed: CaseRun | None = None) -> None:
         self.case = case
+        self.observed = observed  # a model follows the dropout masks of the framework's run
         self._runs: dict[frozenset[Change], CaseRun] = {}
         if own is not None:  # the run under the case's own conventions, made already
             self._runs[frozenset()] = own
@@ -98,7 +125,7 @@ class ReferenceRuns:
     def under(self, changed: dict[str, str]) -> CaseRun:
         key = frozenset(changed.items())
         if key not in self._runs:
-            self._runs[key] = reference_run(self.case, {**self.case.reference, **changed})
+            self._runs[key] = reference_run(self.case, {**self.case.reference, **changed}, self.observed)
         return self._runs[key]
 
     def effects(self) -> dict[Change, set[Observation]]:
@@ -122,7 +149,7 @@ Observation = tuple[int, str]
 
 
 def _search_pairs_and_more(case: Case, run: CaseRun, runs: ReferenceRuns) -> list[dict[str, str]]:
-    if isinstance(case.layer, BatchNormSpec):
+    if isinstance(case.layer, (BatchNormSpec, ModelSpec)):
         checks = list(compare(case, run, case.reference, runs.under({}), use_literal=False))
         effects: dict[Change, set[Observation]] | None = runs.effects()
         matched = {(c.step, c.quantity) for c in checks if c.ok and c.observable}
@@ -167,7 +194,7 @@ def partial_fits(case: Case, run: CaseRun, limit: int = 3,
     change, which observed quantities the reference reproduces at every step, and from which
     step each other one differs; the sets that reproduce the most quantities first (ties:
     fewer changes, later first differences), at most ``limit`` of them."""
-    runs = runs or ReferenceRuns(case)
+    runs = runs or ReferenceRuns(case, observed=run)
     candidates: list[dict[str, str]] = [{}, *alternatives(case, max_changes=1)]
     fits: list[dict[str, Any]] = []
     for changed in candidates:

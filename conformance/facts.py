@@ -40,8 +40,7 @@ from conformance.program import CaseRun
 from conformance.reference import (
     CONVENTION_VALUES,
     channel_axis_index,
-    conventions_for,
-    flatten_conventions,
+    settings_of,
 )
 
 
@@ -136,7 +135,7 @@ def resolutions(case: Case, run: CaseRun) -> list[tuple[Case, dict[str, Any]]]:
                      {**measured, "eps": eps}) for eps in eps_candidates(case, run)]
         if changes:
             return [(replace(case, layer=replace(layer, **changes)), measured)]
-    elif layer.native_rate is not None:
+    elif isinstance(layer, DropoutSpec) and layer.native_rate is not None:
         meaning = rate_meaning(case, run)
         measured["rate_meaning"] = meaning
         rate = layer.native_rate if meaning == "drop" else 1.0 - layer.native_rate
@@ -216,7 +215,7 @@ def _which(key: str) -> Callable[[Case, CaseRun, dict[str, Any]], str]:
 
 def conventions_settings(case: Case) -> dict[str, str]:
     """Every convention of the case's layer kind, as the case states it."""
-    return flatten_conventions(conventions_for(case.layer, case.reference))
+    return settings_of(case.layer, case.reference)
 
 
 def _not_updating(changed: dict[str, str]) -> bool:

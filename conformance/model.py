@@ -11,9 +11,12 @@ so PyTorch's ``momentum=0.1`` and Paddle's / Keras' ``momentum=0.9`` are both ``
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from conformance.tree import ModelSpec
 
 ChannelAxis = Literal["first", "last"]
 Mode = Literal["train", "eval"]
@@ -87,7 +90,7 @@ class DropoutSpec:
     kind: Literal["dropout"] = "dropout"
 
 
-LayerSpec = BatchNormSpec | DropoutSpec
+LayerSpec = BatchNormSpec | DropoutSpec  # or a model (conformance.tree.ModelSpec)
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,18 @@ class Step:
     name) asks for a backward pass of ``sum(grad_output * output)``.
     ``action="reset"``: re-initialise the running statistics (mean 0, variance 1, count 0).
     ``action="rebuild"``: construct the layer afresh from the spec (same seed).
+
+    Model cases (``conformance.tree``) call a model through an ``entry``: ``train`` (switch
+    the model to training, call it: torch/Paddle ``train()`` then a call, Keras
+    ``training=True``), ``eval`` (the inference idiom: ``eval()`` then a call, Keras
+    ``training=False``), ``call`` (a plain call in the model's current mode; Keras: no
+    ``training`` argument), ``predict`` (Keras ``predict``), ``train_step`` (one SGD step of
+    learning rate ``lr`` on ``sum(grad_output * output)``: forward, backward, update; Keras
+    ``train_on_batch``), ``mc_dropout`` (the framework's Monte Carlo dropout recipe: dropout
+    on, batch norm on its running statistics). ``action="switch"``: the model's mode switch
+    (``mode``) without a call. ``action="freeze"``: freeze batch-norm leaf ``target`` ``via``
+    its own mode (``mode``: ``eval()`` on the leaf), a flag (``flag``: Paddle
+    ``use_global_stats``, Keras ``trainable=False``) or the framework's own way (``default``).
     """
 
     mode: Mode = "train"
@@ -108,8 +123,24 @@ class Step:
     observe: tuple[str, ...] = ()
     grad_output: str | None = None
     line: int = 0
-    action: Literal["forward", "reset", "rebuild"] = "forward"
+    action: Literal["forward", "reset", "rebuild", "switch", "freeze"] = "forward"
     context: Literal["plain", "no_grad", "inference", "compiled", "graph"] = "plain"
+    entry: str = ""  # model cases: train | eval | call | predict | train_step | mc_dropout
+    target: str = ""  # freeze: the leaf
+    via: str = ""  # freeze: mode | flag | default
+    lr: float = 0.0  # train_step: the learning rate
+
+
+def _step_program(step: Step) -> dict[str, Any]:
+    described: dict[str, Any] = {"action": step.action, "mode": step.mode, "input": step.input,
+                                 "grad_output": step.grad_output, "context": step.context,
+                                 "observe": list(step.observe)}
+    for key in ("entry", "target", "via"):  # model steps only
+        if getattr(step, key):
+            described[key] = getattr(step, key)
+    if step.lr:
+        described["lr"] = step.lr
+    return described
 
 
 @dataclass(frozen=True)
@@ -138,7 +169,7 @@ class Case:
     line: int
     description: str
     areas: tuple[str, ...]
-    layer: LayerSpec
+    layer: LayerSpec | ModelSpec
     inputs: dict[str, np.ndarray]
     dtype: str
     steps: tuple[Step, ...]
@@ -160,15 +191,16 @@ class Case:
         """The case as plain data for results files: layer parameters, dtype, steps and how
         each input is made (``input_program``), enough to reproduce it in a framework's own
         code with the same numbers."""
-        values = ((f.name, getattr(self.layer, f.name)) for f in fields(self.layer))
-        layer = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in values if v is not None}
+        if self.layer.kind == "model":
+            layer = self.layer.as_program()
+        else:
+            values = ((f.name, getattr(self.layer, f.name)) for f in fields(self.layer))
+            layer = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in values if v is not None}
         return {
             "layer": layer,
             "dtype": self.dtype,
             "inputs": {name: self.input_program(name) for name in self.inputs},
-            "steps": [{"action": s.action, "mode": s.mode, "input": s.input,
-                       "grad_output": s.grad_output, "context": s.context,
-                       "observe": list(s.observe)} for s in self.steps],
+            "steps": [_step_program(s) for s in self.steps],
         }
 
     def input_program(self, name: str) -> dict[str, Any]:

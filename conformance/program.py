@@ -16,6 +16,7 @@ import numpy as np
 
 from conformance.adapters.base import DeviceUnavailable, LayerHandle, Unsupported
 from conformance.model import Case, Step
+from conformance.tree import ModelSpec
 
 
 @dataclass
@@ -58,9 +59,10 @@ def run_steps(build: Callable[[], LayerHandle], case: Case, run: CaseRun) -> Ite
     except Exception as exc:  # noqa: BLE001 - a framework raising is a result, not a crash of the kit
         _error(run, exc, step=-1)
         return
+    hidden = hidden_quantities(case)
     for index, step in enumerate(case.steps):
         try:
-            layer, produced = _perform(step, layer, build, case)
+            layer, produced = _perform(step, layer, build, case, index)
             produced.update(layer.state())
         except Unsupported as exc:
             run.status, run.message = "unsupported", f"step {index}: {exc}"
@@ -68,16 +70,30 @@ def run_steps(build: Callable[[], LayerHandle], case: Case, run: CaseRun) -> Ite
         except Exception as exc:  # noqa: BLE001 - as above, at a step
             _error(run, exc, step=index)
             return
-        observed = {q: produced[q] for q in step.observe if q in produced}
+        observed = {q: produced[q] for q in (*step.observe, *hidden) if q in produced}
         run.dtypes.append({q: _dtype_name(v) for q, v in observed.items()})
         # always a copy: an adapter may hand back views of buffers the next step updates
         run.steps.append({q: np.array(v, dtype=np.float64) for q, v in observed.items()})
         yield index
 
 
-def _perform(step: Step, layer: LayerHandle, build: Callable[[], LayerHandle],
-             case: Case) -> tuple[LayerHandle, dict[str, np.ndarray]]:
+def hidden_quantities(case: Case) -> tuple[str, ...]:
+    """What a run records at every step beyond what the case observes: in a model, the mode
+    each dropout leaf ran in, which tells the checks which passes were random (a model's
+    dropout masks are always observed: the reference computes what follows a random leaf
+    from the units the framework kept)."""
+    if not isinstance(case.layer, ModelSpec):
+        return ()
+    return tuple(f"{leaf.name}.training" for leaf in case.layer.leaves() if leaf.layer.kind == "dropout")
+
+
+def _perform(step: Step, layer: Any, build: Callable[[], LayerHandle],
+             case: Case, index: int) -> tuple[LayerHandle, dict[str, np.ndarray]]:
     """Carry out one step; returns the (possibly rebuilt) layer and what the step produced."""
+    if getattr(case.layer, "kind", "") == "model" and step.action not in ("rebuild", "reset"):
+        x = case.inputs[step.input] if step.input else None
+        grad_output = case.inputs[step.grad_output] if step.grad_output else None
+        return layer, dict(layer.run(step, x, grad_output, index))
     if step.action == "rebuild":
         return build(), {}
     if step.action == "reset":

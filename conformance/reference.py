@@ -70,6 +70,25 @@ class DropoutConventions:
     eval: Literal["identity", "downscale", "active"] = "identity"
 
 
+@dataclass(frozen=True)
+class ModelConventions:
+    """How a model's mode reaches its leaves (``conformance.reference_model``)."""
+
+    eval_propagates: Literal["all", "partial", "none"] = "all"
+    call_site_flag: Literal["honoured", "overridden"] = "honoured"
+    call_mode: Literal["current", "inference"] = "current"
+    train_step_mode: Literal["current", "train"] = "current"
+    freeze_survives_mode_switch: Literal["false", "true"] = "false"
+
+
+@dataclass(frozen=True)
+class FunctionalConventions:
+    """What the functional forms do when called without a training flag."""
+
+    dropout_default_training: Literal["true", "false", "always"] = "true"
+    batch_norm_default_training: Literal["false", "true"] = "false"
+
+
 # Every convention the reference knows, its canonical value first. The canonical values are
 # the semantics most frameworks document (and PyTorch's throughout); a spec that follows other
 # ones names them under ``reference:``. No framework is canonical: every adapter documents its
@@ -86,6 +105,22 @@ CONVENTION_VALUES: dict[str, tuple[str, ...]] = {
     "dropout.rate_meaning": ("drop", "keep"),
     "dropout.train_scale": ("inverted", "none"),
     "dropout.eval": ("identity", "downscale", "active"),
+    # models (conformance.reference_model): the mode switch reaches every descendant (all),
+    # only the root's children (partial) or the root alone (none); a hard-coded training flag
+    # at a call site wins (honoured) or the model's mode does (overridden); a plain call runs
+    # in the model's current mode or always in inference; a training step runs in the current
+    # mode or always in training; a leaf frozen through its own mode stays frozen when the
+    # model switches to training again (true) or is switched with it (false)
+    "model.eval_propagates": ("all", "partial", "none"),
+    "model.call_site_flag": ("honoured", "overridden"),
+    "model.call_mode": ("current", "inference"),
+    "model.train_step_mode": ("current", "train"),
+    "model.freeze_survives_mode_switch": ("false", "true"),
+    # the functional forms called without a training flag: dropout drops (true), does not
+    # (false), or drops whatever flag is given (always); batch norm normalises with the
+    # running statistics (false) or the batch's, updating them (true)
+    "functional.dropout_default_training": ("true", "false", "always"),
+    "functional.batch_norm_default_training": ("false", "true"),
 }
 
 
@@ -112,9 +147,38 @@ def conventions_for(
     return replace(base, **{k: v for k, v in chosen.items() if k in names})
 
 
-def flatten_conventions(conv: BatchNormConventions | DropoutConventions) -> dict[str, str]:
-    prefix = "bn." if isinstance(conv, BatchNormConventions) else "dropout."
+_PREFIXES = ((BatchNormConventions, "bn."), (DropoutConventions, "dropout."),
+             (ModelConventions, "model."), (FunctionalConventions, "functional."))
+
+
+def flatten_conventions(conv: Any) -> dict[str, str]:
+    prefix = next(p for cls, p in _PREFIXES if isinstance(conv, cls))
     return {prefix + f.name: getattr(conv, f.name) for f in fields(conv)}
+
+
+def settings_of(layer: Any, settings: dict[str, str]) -> dict[str, str]:
+    """Every convention of ``layer``'s kind under ``settings``, flattened: a batch norm's or
+    a dropout's own, or for a model (``layer.kind == "model"``) those of its model and
+    functional forms and of every kind of leaf it has (a model's dropout leaves scale in
+    training: the loader refuses ``scaling: eval`` there)."""
+    if getattr(layer, "kind", "") != "model":
+        return flatten_conventions(conventions_for(layer, settings))
+    merged: dict[str, str] = {}
+    for cls, prefix in _PREFIXES:
+        if prefix == "bn." and not layer.has("batch_norm") or prefix == "dropout." and not layer.has("dropout"):
+            continue
+        base = flatten_conventions(cls())
+        merged.update({k: settings.get(k, v) for k, v in base.items()})
+    return merged
+
+
+def model_conventions(settings: dict[str, str]) -> tuple[ModelConventions, FunctionalConventions]:
+    """The model and functional conventions under ``settings``."""
+    def build(cls: Any, prefix: str) -> Any:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k[len(prefix):]: v for k, v in settings.items()
+                      if k.startswith(prefix) and k[len(prefix):] in names})
+    return build(ModelConventions, "model."), build(FunctionalConventions, "functional.")
 
 
 def channel_axis_index(rank: int, channel_axis: str) -> int:
@@ -154,6 +218,8 @@ class ReferenceBatchNorm:
             running_mean=_init(spec.running_mean, c, 0.0),
             running_var=_init(spec.running_var, c, 1.0),
         )
+        self.frozen = spec.frozen  # a model may freeze the layer later (Paddle's use_global_stats)
+        self.saved: tuple[np.ndarray, np.ndarray, bool, float] | None = None  # for backward()
 
     def _normalise(self, x: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
         mean_b, var_b = mean.reshape(self.bshape), var.reshape(self.bshape)
@@ -165,12 +231,12 @@ class ReferenceBatchNorm:
         if not self.spec.running_stats:
             return True
         if mode == "train":
-            return not self.spec.frozen and self.conv.train_statistics == "batch"
+            return not self.frozen and self.conv.train_statistics == "batch"
         return self.conv.eval_statistics == "batch"
 
     def _updates(self, mode: Mode) -> bool:
         """Whether this pass feeds the running statistics."""
-        if not self.spec.running_stats or self.spec.frozen:
+        if not self.spec.running_stats or self.frozen:
             return False
         return mode == "train" or self.conv.eval_updates == "yes"
 
@@ -201,12 +267,20 @@ class ReferenceBatchNorm:
                 batch_stats = False
             x_hat = self._normalise(x, mean, var)
             out = {"output": self.scale.reshape(self.bshape) * x_hat + self.shift.reshape(self.bshape)}
+            self.saved = (x_hat, var, batch_stats, factor)
             if grad_output is not None:
                 out.update(self._gradients(x_hat, var, np.asarray(grad_output, np.float64),
                                            batch_stats, factor))
             if self._updates(mode):
                 self._update_running(batch_mean, batch_var, count=count)
         return out
+
+    def backward(self, grad_output: np.ndarray) -> dict[str, np.ndarray]:
+        """The gradients of ``sum(grad_output * output)`` of the last forward pass."""
+        assert self.saved is not None, "backward() before any forward()"
+        x_hat, var, batch_stats, factor = self.saved
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self._gradients(x_hat, var, np.asarray(grad_output, np.float64), batch_stats, factor)
 
     def _gradients(
         self, x_hat: np.ndarray, var: np.ndarray, g: np.ndarray, batch_stats: bool,
@@ -322,16 +396,20 @@ class ReferenceDropout:
 
     def forward(
         self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None = None,
-        context: str = "plain",
+        context: str = "plain", kept: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
+        """``kept``: in a random pass, which units to keep (a framework's own mask, seen in its
+        output), instead of drawing them."""
         x = np.asarray(x, dtype=np.float64)
         keep_share = keep_probability(self.spec.rate, self.conv)
         if not dropout_is_random(mode, self.conv):
             factor = np.full(dropout_mask_shape(self.spec, x.shape), keep_share
                              if self.conv.eval == "downscale" else 1.0)
         else:
-            keep = self.rng.random(dropout_mask_shape(self.spec, x.shape)) >= 1.0 - keep_share
+            keep = (self.rng.random(dropout_mask_shape(self.spec, x.shape)) >= 1.0 - keep_share
+                    if kept is None else kept)
             factor = keep * dropout_train_scale(self.spec.rate, self.conv)
+        self.factor = factor
         out = {"output": x * factor}
         if grad_output is not None:
             out["grad_input"] = np.asarray(grad_output, np.float64) * factor

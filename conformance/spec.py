@@ -22,6 +22,7 @@ from conformance import (
     arrayfiles,
     consistency,
     inputs,
+    spec_model,
     validated,
     yamlines,
 )
@@ -319,7 +320,11 @@ class _CaseBuilder:
     def build(self, raw: yamlines.LineDict, index: int) -> Case | None:
         where = f"cases[{index}] ({raw['name']})"
         known_errors = len(self.errors)
-        missing = [k for k in ("layer", "inputs", "steps") if k not in raw]
+        what = "model" if "model" in raw else "layer"
+        missing = [k for k in (what, "inputs", "steps") if k not in raw]
+        if "model" in raw and "layer" in raw:
+            self.fail(raw, "model", f"{where}: both layer and model; expected one of them")
+            return None
         if missing:
             self.errors.append(SpecError(self.file, raw.line, f"{where}: missing "
                                f"{', '.join(missing)}; expected them in the case or in defaults"))
@@ -329,15 +334,12 @@ class _CaseBuilder:
         if made is None:
             return None
         arrays, sources = made
-        kind = raw["layer"]["kind"]
-        steps = self.steps(raw, where, arrays, kind)
-        if steps is None:
+        built = (self.model_program(raw, where, arrays, dtype) if what == "model"
+                 else self.layer_program(raw, where, arrays))
+        if built is None:
             return None
-        first = next(s for s in steps if s.action == "forward")
-        layer = self.layer(raw, where, arrays[first.input].shape, arrays, steps)
-        if layer is None:
-            return None
-        literal = self.literal(raw, where, steps, arrays, layer)
+        layer, steps, shape_of = built
+        literal = self.literal(raw, where, steps, shape_of)
         tol = DEFAULT_TOLERANCES[dtype]
         if "tolerance" in raw:
             tol = Tolerance(atol=raw["tolerance"].get("atol", tol.atol),
@@ -368,6 +370,64 @@ class _CaseBuilder:
             self.check_literal(raw, where, case)
         return case
 
+    def layer_program(self, raw: yamlines.LineDict, where: str, arrays: dict[str, np.ndarray]) -> Any:
+        """A layer case's layer and steps, and the shape of each observation."""
+        steps = self.steps(raw, where, arrays, raw["layer"]["kind"])
+        if steps is None:
+            return None
+        first = next(s for s in steps if s.action == "forward")
+        layer = self.layer(raw, where, arrays[first.input].shape, arrays, steps)
+        if layer is None:
+            return None
+
+        def shape_of(quantity: str, step: Step) -> tuple[int, ...]:
+            return _quantity_shape(quantity, arrays[step.input].shape if step.input else (), layer)
+        return layer, steps, shape_of
+
+    def model_program(self, raw: yamlines.LineDict, where: str, arrays: dict[str, np.ndarray],
+                      dtype: str) -> Any:
+        """A model case's model and steps (``conformance.spec_model``), and the shape of
+        each observation."""
+        default_observe = tuple(raw.get("observe", ("output",)))
+        steps = [spec_model.step_of(self, raw["steps"], i, item, where, arrays, default_observe)
+                 for i, item in enumerate(raw["steps"])]
+        if any(s is None for s in steps):
+            return None
+        forward = [s for s in steps if s is not None and s.action == "forward"]
+        if not forward:
+            self.fail(raw, "steps", f"{where}: no step calls the model; expected at least one of "
+                      f"{', '.join(spec_model.ENTRIES)}")
+            return None
+        builder = spec_model.ModelBuilder(self, where, dtype)
+        made = builder.model(raw, arrays[forward[0].input].shape)
+        if made is None:
+            return None
+        model, output_shape = made
+        checked = spec_model.check_steps(self, raw, where, [s for s in steps if s is not None], model,
+                                         builder.shapes, arrays)
+        if checked is None:
+            return None
+        for i, step in enumerate(checked):
+            if step.grad_output is not None and arrays[step.grad_output].shape != \
+                    (arrays[step.input].shape[0], *output_shape[1:]):
+                self.fail(raw["steps"], i, f"{where}: steps[{i}] grad_output {step.grad_output!r} has shape "
+                          f"{arrays[step.grad_output].shape}; expected the model output's shape "
+                          f"{(arrays[step.input].shape[0], *output_shape[1:])}")
+                return None
+
+        def shape_of(quantity: str, step: Step) -> tuple[int, ...]:
+            batch = arrays[step.input].shape[0] if step.input else 0
+            return spec_model.quantity_shape(quantity, model, builder.shapes, output_shape, batch)
+        return model, checked, shape_of
+
+    def file_of(self, desc: Any, label: str) -> arrayfiles.ArrayRef | None:
+        """The checked file reference of a ``{file: ...}`` description (None otherwise, or
+        when it is refused: the refusal is reported)."""
+        if not isinstance(desc, dict) or "file" not in desc:
+            return None
+        opened = self.input_file(desc, label)
+        return None if opened is None else opened[0]
+
     def check_literal(self, raw: yamlines.LineDict, where: str, case: Case) -> None:
         """Literal values must follow from the case's own parameters and conventions; the
         first one that does not is reported at its line, with what the values imply."""
@@ -392,7 +452,7 @@ class _CaseBuilder:
         """How each literal value of a random dropout pass is compared (``match:``): kept
         and elementwise for outputs and gradients, share and elementwise for masks."""
         values = raw.get("expect", {}).get("values", [])
-        random = raw["layer"]["kind"] == "dropout" and (
+        random = raw.get("layer", {}).get("kind") == "dropout" and (
             lambda step: step.action == "forward" and (step.mode == "train" or raw.get(
                 "reference", {}).get("dropout.eval") == "active"))
         found = {}
@@ -614,7 +674,7 @@ class _CaseBuilder:
         )
 
     def literal(self, raw: yamlines.LineDict, where: str, steps: list[Step],
-                arrays: dict[str, np.ndarray], layer: LayerSpec) -> dict[tuple[int, str], np.ndarray]:
+                shape_of: Any) -> dict[tuple[int, str], np.ndarray]:
         values = raw.get("expect", {}).get("values", [])
         literal = {}
         for i, item in enumerate(values):
@@ -628,8 +688,7 @@ class _CaseBuilder:
                           f"{step}, which that step does not observe; expected one of "
                           f"{', '.join(steps[step].observe)}")
                 continue
-            input_shape = arrays[steps[step].input].shape if steps[step].input else ()
-            shape = _quantity_shape(item["quantity"], input_shape, layer)
+            shape = shape_of(item["quantity"], steps[step])
             value = self.literal_value(values, i, where, shape)
             if value is not None:
                 literal[(step, item["quantity"])] = value
@@ -669,7 +728,7 @@ class _CaseBuilder:
             for i, pair in enumerate(masks.get(relation, [])):
                 a, b = int(pair[0]), int(pair[1])
                 bad = [n for n in (a, b) if n >= len(steps) or steps[n].action != "forward"
-                       or "output" not in steps[n].observe]
+                       or "output" not in steps[n].observe and "model" not in raw]
                 if bad:
                     self.fail(masks, relation, f"{where}: expect.masks.{relation}[{i}] names step "
                               f"{bad[0]}; expected forward steps that observe output")

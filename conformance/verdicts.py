@@ -82,7 +82,7 @@ def _verdict(case: Case, run: CaseRun, documented: dict[str, dict[str, str]],
             return {**result, "verdict": "expected-error", "message": run.message}
         return {**result, "verdict": "divergence",
                 "message": "expected the framework to refuse this program; it returned values"}
-    expected = reference_run(case, case.reference)
+    expected = reference_run(case, case.reference, run)
     checks = compare(case, run, case.reference, expected)
     result["checks"] = [c.as_dict() for c in checks]
     result["series"] = statistics_series(case, run, expected)
@@ -106,7 +106,7 @@ def _verdict(case: Case, run: CaseRun, documented: dict[str, dict[str, str]],
                            f"step {wrong[0].step} is not what the reference gives with the case's "
                            f"parameters{_measured_text(result)}, so no convention can be judged "
                            "against it: check the spec"}
-    runs = ReferenceRuns(case, own=expected)
+    runs = ReferenceRuns(case, own=expected, observed=run)
     matches = explain(case, run, documented, runs)
     if not matches:
         result["partly_explained_by"] = partial_fits(case, run, runs=runs)

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from conformance.adapters.documentation import Documented
-from conformance.model import LayerSpec, Mode
+from conformance.model import LayerSpec, Mode, Step
 
 __all__ = ["Adapter", "DeviceUnavailable", "Documented", "LayerHandle", "Unsupported"]
 
@@ -46,6 +46,30 @@ class LayerHandle(Protocol):
     def state(self) -> dict[str, np.ndarray]:
         """Current ``running_mean``, ``running_var`` and ``batch_count``, where the layer
         has them."""
+        ...
+
+
+class ModelHandle(Protocol):
+    """A model case's model (``conformance.tree``) built by an adapter: ``build`` returns one
+    for a ``ModelSpec``. Names are the leaves' names of the spec."""
+
+    def run(self, step: Step, x: np.ndarray | None, grad_output: np.ndarray | None,
+            index: int = -1) -> dict[str, np.ndarray]:
+        """Carry out one model step in the framework's own idiom (``Step`` says how each
+        entry, switch and freeze translates) and return ``{"output": ...}`` for a step that
+        calls the model, ``{}`` otherwise. Raise ``Unsupported`` with the framework's words
+        for what it cannot express (a call-site flag on a layer object in PyTorch, ``predict``
+        outside Keras, ...)."""
+        ...
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Every leaf's state after the step, and the record of its last call:
+        ``<bn>.running_mean``, ``.running_var``, ``.batch_count`` (where the framework counts),
+        ``.scale``, ``.shift`` (affine), ``<linear>.weight`` (out, in: transposed back where the
+        framework stores W^T), ``.bias``, and for batch-norm and dropout leaves ``.training``
+        (1.0 or 0.0: the mode the leaf ran in at its last call, as the framework resolved it;
+        absent where the adapter cannot know it) and for dropout leaves ``.mask``
+        (``conformance.program.kept_mask`` of the leaf's input and output at its last call)."""
         ...
 
 

@@ -8,14 +8,15 @@ conventions. Conformance results for real frameworks never come from here.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from conformance import inputs
 from conformance.adapters.base import Adapter, DeviceUnavailable, Unsupported
-from conformance.model import BatchNormSpec, LayerSpec, Mode
+from conformance.model import BatchNormSpec, LayerSpec, Mode, Step
 from conformance.reference import ReferenceBatchNorm, ReferenceDropout, build_reference
+from conformance.reference_model import ReferenceModel
 
 DEFAULT_UPDATE_WEIGHT = 0.1
 DEFAULT_EPS = 1e-5
@@ -40,6 +41,32 @@ class _Handle:
         self.layer.reset_running_stats()
 
 
+class _ModelHandle:
+    """A model case's model on the reference (``conformance.reference_model``)."""
+
+    def __init__(self, model: ReferenceModel, dtype: str) -> None:
+        self.model, self.dtype = model, dtype
+
+    def run(self, step: Step, x: np.ndarray | None, grad_output: np.ndarray | None,
+            index: int = -1) -> dict[str, np.ndarray]:
+        out = self.model.run(step, x, grad_output, index)
+        return {k: inputs.round_to_dtype(v, self.dtype) for k, v in out.items()}
+
+    def state(self) -> dict[str, np.ndarray]:
+        return self.model.observe()
+
+    def reset_running_stats(self) -> None:
+        self.model.reset_running_stats()
+
+
+def reference_handle(layer: Any, settings: dict[str, str], dtype: str, observed: Any = None) -> Any:
+    """The reference as a layer or model handle under ``settings``; a model follows the
+    dropout masks of ``observed`` (a framework's run) in its random passes."""
+    if getattr(layer, "kind", "") == "model":
+        return _ModelHandle(ReferenceModel(layer, settings, observed), dtype)
+    return _Handle(build_reference(NumpyAdapter._native(layer), settings), dtype)
+
+
 class NumpyAdapter(Adapter):
     name = "numpy"
     install_hint = "numpy is a dependency of the kit; reinstall the kit"
@@ -57,10 +84,10 @@ class NumpyAdapter(Adapter):
     def build(self, layer: LayerSpec, dtype: str, device: str) -> _Handle:
         if device != "cpu":
             raise DeviceUnavailable("the numpy reference runs on the CPU only")
-        return _Handle(build_reference(self._native(layer), self.settings), dtype)
+        return reference_handle(layer, self.settings, dtype)
 
     @staticmethod
-    def _native(layer: LayerSpec) -> LayerSpec:
+    def _native(layer: Any) -> Any:
         """This stand-in's own argument semantics: defaults update_weight 0.1 and eps 1e-5,
         a native momentum weighs the new value, a native rate is the probability to drop."""
         if isinstance(layer, BatchNormSpec):
