@@ -281,10 +281,12 @@ def _single_value(case: Case, run: CaseRun, result: dict[str, Any]) -> str:
     return "other"
 
 
-def _feature(*feature_keys: str) -> Callable[[Case, CaseRun, dict[str, Any]], str]:
+def _feature(*feature_keys: str, labels: tuple[str, str] = ("supported", "differs")
+             ) -> Callable[[Case, CaseRun, dict[str, Any]], str]:
     """Whether the framework has the feature the case exercises, and if so whether it behaves
-    as specified: ``supported`` when the case conforms, or differs only as conventions other
-    than the feature's own (``feature_keys``) explain, read jointly like every fact."""
+    as specified: ``supported`` (``labels[0]``) when the case conforms, or differs only as
+    conventions other than the feature's own (``feature_keys``) explain, read jointly like
+    every fact; ``differs`` (``labels[1]``) otherwise."""
     def estimate(case: Case, run: CaseRun, result: dict[str, Any]) -> str:
         verdict = result["verdict"]
         if verdict in ("unsupported", "error"):
@@ -293,8 +295,17 @@ def _feature(*feature_keys: str) -> Callable[[Case, CaseRun, dict[str, Any]], st
             raise NotMeasurable("the case was skipped")
         found = explanations(result)
         if found and not any(k in changed for changed in found for k in feature_keys):
-            return "supported"
-        return "differs"
+            return labels[0]
+        return labels[1]
+    return estimate
+
+
+def _which_if_supported(key: str) -> Callable[[Case, CaseRun, dict[str, Any]], str]:
+    """``_which(key)``, or ``unsupported`` where the framework has no such feature."""
+    which = _which(key)
+
+    def estimate(case: Case, run: CaseRun, result: dict[str, Any]) -> str:
+        return "unsupported" if result.get("verdict") == "unsupported" else which(case, run, result)
     return estimate
 
 
@@ -338,6 +349,20 @@ FACTS: dict[str, Callable[[Case, CaseRun, dict[str, Any]], Any]] = {
     "dropout.rate_one_train": _rate_one,
     "dropout.downscale_mode": _feature("dropout.train_scale", "dropout.eval"),
     "dropout.channel": _feature(),
+    # models: each convention read from the case that exercises it, per entry point where
+    # the framework's behaviour may differ between them
+    "model.eval_propagates": _which("model.eval_propagates"),
+    "model.freeze_survives_mode_switch": _which_if_supported("model.freeze_survives_mode_switch"),
+    "model.call_site_flag.call": _which_if_supported("model.call_site_flag"),
+    "model.call_site_flag.inference": _which_if_supported("model.call_site_flag"),
+    "model.call_site_flag.predict": _which_if_supported("model.call_site_flag"),
+    "model.call_site_flag.train_step": _which_if_supported("model.call_site_flag"),
+    "model.call_mode": _which("model.call_mode"),
+    "model.train_step_mode": _which("model.train_step_mode"),
+    "model.mc_dropout": _feature("dropout.eval", "bn.eval_updates", "model.eval_propagates",
+                                 labels=("works", "broken")),
+    "functional.dropout.default_training": _which_if_supported("functional.dropout_default_training"),
+    "functional.batch_norm.default_training": _which_if_supported("functional.batch_norm_default_training"),
 }
 
 

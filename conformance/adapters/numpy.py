@@ -13,9 +13,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from conformance import inputs
-from conformance.adapters.base import Adapter, DeviceUnavailable, Unsupported
+from conformance.adapters.base import Adapter, DeviceUnavailable, Documented, Unsupported
 from conformance.model import BatchNormSpec, LayerSpec, Mode, Step
-from conformance.reference import ReferenceBatchNorm, ReferenceDropout, build_reference
+from conformance.reference import CONVENTION_VALUES, ReferenceBatchNorm, ReferenceDropout, build_reference
 from conformance.reference_model import ReferenceModel
 
 DEFAULT_UPDATE_WEIGHT = 0.1
@@ -67,10 +67,21 @@ def reference_handle(layer: Any, settings: dict[str, str], dtype: str, observed:
     return _Handle(build_reference(NumpyAdapter._native(layer), settings), dtype)
 
 
+REFERENCE_DOCS = "conformance/reference.py and conformance/reference_model.py (the kit's numpy reference)"
+
+
 class NumpyAdapter(Adapter):
+    """The reference as a framework. Its documentation is the reference's own: it documents
+    the canonical value of every convention (a spec whose ``reference:`` picks another one
+    finds it a documented ``convention``, as a framework's own documented value is). Subclasses
+    that plant other conventions document nothing more, so what they plant is undocumented."""
+
     name = "numpy"
     install_hint = "numpy is a dependency of the kit; reinstall the kit"
     conventions: ClassVar[dict[str, str]] = {}
+    documented: ClassVar[dict[str, Documented]] = {
+        key: Documented(values[0], REFERENCE_DOCS, says="the reference's canonical value")
+        for key, values in CONVENTION_VALUES.items()}
 
     def __init__(self, conventions: dict[str, str] | None = None) -> None:
         self.settings = dict(self.conventions if conventions is None else conventions)
