@@ -38,6 +38,17 @@ EXPLANATIONS: dict[str, str] = {
     "dropout.rate_one_train": "rate 1 in training",
     "dropout.downscale_mode": "downscale-in-inference mode (unscaled training, (1-p) in eval)",
     "dropout.channel": "channel-wise dropout (one draw per sample and channel)",
+    "model.eval_propagates": "how far the model's mode switch reaches: every descendant three containers deep (all), the root's children (partial), the root only (none)",
+    "model.freeze_survives_mode_switch": "a batch norm frozen the framework's way (eval() on it; Keras trainable=False), then the model switched to training again: is it still frozen",
+    "model.call_site_flag.call": "a call site's hard-coded training flag, the model run by a plain call in the other mode: honoured, or overridden by the model's mode",
+    "model.call_site_flag.inference": "a call site's hard-coded training flag under the inference idiom (eval() then a call; Keras training=False)",
+    "model.call_site_flag.predict": "a call site's hard-coded training flag under predict (Keras)",
+    "model.call_site_flag.train_step": "a call site's hard-coded training flag inside a training step (Keras train_on_batch; a step by hand)",
+    "model.call_mode": "the mode of a plain call (no training argument) after a training call: the model's current mode, or always inference",
+    "model.train_step_mode": "the mode a training step runs the layers in: the model's current mode, or always training",
+    "model.mc_dropout": "the framework's Monte Carlo dropout recipe: dropout active, batch norm on its running statistics, nothing updated",
+    "functional.dropout.default_training": "the functional dropout called without a training flag: drops (true) or not (false)",
+    "functional.batch_norm.default_training": "the functional batch norm called without a training flag: batch statistics and an update (true), or the running statistics (false)",
 }
 
 
@@ -65,18 +76,36 @@ COMPENSATION: dict[str, str] = {
     "dropout.rate_one_train": "p = 1 drops everything: all zeros in training.",
     "dropout.downscale_mode": "Only Paddle has downscale_in_infer; elsewhere multiply the output by (1-p) in eval and drop the 1/(1-p) training scale yourself (scale the input by (1-p) before inverted dropout).",
     "dropout.channel": "Channel-wise dropout: torch Dropout1d/2d/3d, Keras SpatialDropout1D/2D/3D, Paddle Dropout(axis=[0, channel_axis]) or Dropout2D/3D.",
+    "model.eval_propagates": "A custom container whose train()/eval() override does not call super() leaves its children in their old mode: delegate (super().train(mode)), or switch the children yourself.",
+    "model.freeze_survives_mode_switch": "PyTorch and Paddle: bn.eval() is undone by the next model.train(); freeze again after every model.train() (override train() to do it), or use Paddle's use_global_stats=True. Keras: trainable=False stays, and a non-trainable BatchNormalization runs in inference mode.",
+    "model.call_site_flag.call": "A hard-coded training flag at a call site wins over the model's mode where the framework has one (Keras layers, PyTorch/Paddle functional forms); PyTorch and Paddle layer objects take no flag: set their mode (eval()) instead.",
+    "model.call_site_flag.inference": "As for a plain call: the flag written at the call site decides.",
+    "model.call_site_flag.predict": "As for a plain call: the flag written at the call site decides.",
+    "model.call_site_flag.train_step": "As for a plain call: a sub-model called with training=False stays in inference inside fit/train_on_batch.",
+    "model.call_mode": "Keras: model(x) without training= infers even right after a training call; PyTorch and Paddle: model(x) runs in the mode last set by train()/eval(). When porting, pass training= explicitly in Keras, and call eval() before inference in PyTorch and Paddle.",
+    "model.train_step_mode": "PyTorch and Paddle: a step written by hand runs in the model's current mode, so a missing model.train() after an evaluation trains with dropout off and frozen statistics; Keras' fit/train_on_batch always train.",
+    "model.mc_dropout": "Monte Carlo dropout: PyTorch and Paddle model.eval() then dropout.train() on every dropout layer; Keras a Dropout subclass whose call forces training=True. Never call the whole model in training mode: batch norm would update its statistics.",
+    "functional.dropout.default_training": "torch.nn.functional.dropout and paddle.nn.functional.dropout default to training=True: inside a forward, pass training=self.training, or they drop in inference too.",
+    "functional.batch_norm.default_training": "torch.nn.functional.batch_norm and paddle.nn.functional.batch_norm default to training=False: inside a forward, pass training=self.training, or they never update the running statistics and normalise with them in training too.",
 }
 
 
 def rows(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``{framework, framework_version, device, facts, evidence}`` per results document
-    that measured anything; two cases measuring one fact differently give a conflict."""
+    that measured anything; two cases measuring one fact differently give a conflict, except
+    that a value outweighs ``unsupported`` (one way of doing it is missing, another was
+    measured: a call-site flag on a functional form against one on a layer object)."""
     table = []
     for doc in sorted(documents, key=lambda d: (d["framework"], d["device"])):
         facts: dict[str, Any] = {}
         evidence: dict[str, str] = {}
         for case in doc["cases"]:
             for fact, value in case.get("facts", {}).items():
+                if fact in facts and "unsupported" in (facts[fact], value) and facts[fact] != value:
+                    # one way of doing it is unsupported, another was measured: the measurement
+                    if facts[fact] == "unsupported":
+                        facts[fact], evidence[fact] = value, case["id"]
+                    continue
                 if fact in facts and facts[fact] != value:
                     facts[fact] = f"conflict: {facts[fact]} ({evidence[fact]}) vs {value} ({case['id']})"
                     evidence[fact] = f"{evidence[fact]}, {case['id']}"

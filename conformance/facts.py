@@ -353,6 +353,9 @@ FACTS: dict[str, Callable[[Case, CaseRun, dict[str, Any]], Any]] = {
     # the framework's behaviour may differ between them
     "model.eval_propagates": _which("model.eval_propagates"),
     "model.freeze_survives_mode_switch": _which_if_supported("model.freeze_survives_mode_switch"),
+    # a framework has a call site with a flag on its functional forms (PyTorch, Paddle) or on
+    # its layer objects (Keras): the case for the other kind is unsupported, and a measured
+    # value from the first outweighs it (conventions.rows)
     "model.call_site_flag.call": _which_if_supported("model.call_site_flag"),
     "model.call_site_flag.inference": _which_if_supported("model.call_site_flag"),
     "model.call_site_flag.predict": _which_if_supported("model.call_site_flag"),

@@ -8,10 +8,19 @@ from conformance.spec import load_paths
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 
-AREAS = ["bn.train_forward", "bn.layouts", "bn.running_update", "bn.momentum", "bn.cumulative_average", "bn.running_var_estimator", "bn.eval_forward", "bn.mode_switching", "bn.defaults", "bn.eps", "bn.no_running_stats", "bn.frozen", "bn.single_value", "bn.affine", "bn.gradients", "bn.update_triggers", "bn.mixed_precision", "bn.numerics", "bn.recompute_stats", "dropout.train_statistics", "dropout.scaling", "dropout.eval", "dropout.rate_edges", "dropout.channel", "dropout.determinism"]
+AREAS = ["bn.train_forward", "bn.layouts", "bn.running_update", "bn.momentum", "bn.cumulative_average", "bn.running_var_estimator", "bn.eval_forward", "bn.mode_switching", "bn.defaults", "bn.eps", "bn.no_running_stats", "bn.frozen", "bn.single_value", "bn.affine", "bn.gradients", "bn.update_triggers", "bn.mixed_precision", "bn.numerics", "bn.recompute_stats", "dropout.train_statistics", "dropout.scaling", "dropout.eval", "dropout.rate_edges", "dropout.channel", "dropout.determinism",
+         # models (the five areas issue 4 asked for, then what a model case exercises)
+         "model.mode_propagation", "model.batch_of_one_inference", "functional.defaults", "dropout.mc",
+         "seeds.worked_examples", "model.entry_points", "model.call_site_flags", "model.freeze",
+         "model.forgotten_eval"]
 
 # the fact keys ../shared/design.md requires of the conventions table
-FACTS = ["bn.default_update_weight", "bn.momentum_weights", "bn.default_eps", "bn.running_var_estimator.rank2", "bn.running_var_estimator.rank4", "bn.single_value_per_channel_train", "bn.cumulative_average", "dropout.rate_meaning", "dropout.train_scale", "dropout.eval", "dropout.rate_one_train"]
+FACTS = ["bn.default_update_weight", "bn.momentum_weights", "bn.default_eps", "bn.running_var_estimator.rank2", "bn.running_var_estimator.rank4", "bn.single_value_per_channel_train", "bn.cumulative_average", "dropout.rate_meaning", "dropout.train_scale", "dropout.eval", "dropout.rate_one_train",
+         # model and functional facts
+         "functional.dropout.default_training", "functional.batch_norm.default_training",
+         "model.eval_propagates", "model.freeze_survives_mode_switch", "model.mc_dropout",
+         "model.call_site_flag.call", "model.call_site_flag.inference", "model.call_site_flag.predict",
+         "model.call_site_flag.train_step"]
 
 
 def test_every_area_has_cases() -> None:
@@ -26,6 +35,14 @@ def test_every_conventions_fact_is_measured_by_a_case() -> None:
     cases, _ = load_paths([SPECS])
     measured = {fact for case in cases for fact in case.measures}
     assert sorted(set(FACTS) - measured) == []
+
+
+def test_the_corpus_reaches_150_cases_with_models_in_every_model_area() -> None:
+    cases, _ = load_paths([SPECS])
+    assert len(cases) >= 150
+    models = [c for c in cases if c.layer.kind == "model"]
+    for area in ("model.mode_propagation", "model.batch_of_one_inference", "functional.defaults", "dropout.mc"):
+        assert any(area in c.areas for c in models), area
 
 
 def test_batch_norm_ranks_and_layouts() -> None:

@@ -99,7 +99,7 @@ def test_corpus_loads_without_errors() -> None:
     cases, errors = load_paths([SPECS])
     assert errors == []
     assert len(cases) >= 20  # the three committed files hold 22 cases; none may vanish silently
-    assert {c.layer.kind for c in cases} == {"batch_norm", "dropout"}
+    assert {c.layer.kind for c in cases} == {"batch_norm", "dropout", "model"}
 
 
 def test_corpus_ids_are_unique_folder_stem_name_and_every_case_has_areas() -> None:
@@ -111,9 +111,11 @@ def test_corpus_ids_are_unique_folder_stem_name_and_every_case_has_areas() -> No
         assert case.id == f"{path.parent.name}/{path.stem}::{case.name}"
         assert re.fullmatch(r"[a-z0-9_]+/[a-z0-9_]+::[a-z0-9][a-z0-9_.-]*", case.id), case.id
         assert case.areas, f"{case.id} has no areas"
-        # areas are "<layer family>.<topic>": bn.* for batch norm, dropout.* for dropout
-        family = "bn" if case.layer.kind == "batch_norm" else "dropout"
-        assert all(a.split(".")[0] == family for a in case.areas), (case.id, case.areas)
+        # areas are "<family>.<topic>": bn.* for batch norm, dropout.* for dropout, a model's
+        # model.*, functional.* or dropout.mc; the seeds' worked examples also name theirs
+        family = {"batch_norm": {"bn"}, "dropout": {"dropout"},
+                  "model": {"model", "functional", "dropout"}}[case.layer.kind] | {"seeds"}
+        assert all(a.split(".")[0] in family for a in case.areas), (case.id, case.areas)
 
 
 def test_corpus_is_valid_under_the_published_schema_alone() -> None:
