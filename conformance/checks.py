@@ -133,7 +133,7 @@ def check_dropout_random(step: int, quantity: str, x: np.ndarray, observed: np.n
     observed = np.asarray(observed, np.float64)
     is_mask = quantity.rpartition(".")[2] == "mask"  # a layer's mask, or a model leaf's
     if is_mask:
-        values, kept, informative = _mask_values(step, observed, x)
+        values, kept, informative = _mask_values(step, quantity, observed, x)
     else:
         values, kept, informative = _kept_values(step, quantity, x, observed, spec, conv, tol,
                                                  grad, literal)
@@ -181,17 +181,17 @@ def _kept_values(step: int, quantity: str, x: np.ndarray, observed: np.ndarray, 
     return values, kept, informative
 
 
-def _mask_values(step: int, observed: np.ndarray, x: np.ndarray
+def _mask_values(step: int, quantity: str, observed: np.ndarray, x: np.ndarray
                  ) -> tuple[QuantityCheck, np.ndarray, np.ndarray]:
     """A mask holds 1 (kept), 0 (dropped) or NaN (the input is 0: not visible), with the
     input's shape."""
     x = np.asarray(x)
     if observed.shape != x.shape:
-        failed = QuantityCheck(step, "mask", False, note=f"shape {observed.shape}, expected {x.shape}")
+        failed = QuantityCheck(step, quantity, False, note=f"shape {observed.shape}, expected {x.shape}")
         return failed, observed == 1, ~np.isnan(observed)
     informative = ~np.isnan(observed)
     bad = informative & (observed != 0) & (observed != 1)
-    check = QuantityCheck(step, "mask", not bad.any())
+    check = QuantityCheck(step, quantity, not bad.any())
     if bad.any():
         check.note = "a mask holds 1 (kept) and 0 (dropped) only"
     return check, observed == 1, informative

@@ -85,7 +85,7 @@ class ModelConventions:
 class FunctionalConventions:
     """What the functional forms do when called without a training flag."""
 
-    dropout_default_training: Literal["true", "false", "always"] = "true"
+    dropout_default_training: Literal["true", "false"] = "true"
     batch_norm_default_training: Literal["false", "true"] = "false"
 
 
@@ -116,10 +116,10 @@ CONVENTION_VALUES: dict[str, tuple[str, ...]] = {
     "model.call_mode": ("current", "inference"),
     "model.train_step_mode": ("current", "train"),
     "model.freeze_survives_mode_switch": ("false", "true"),
-    # the functional forms called without a training flag: dropout drops (true), does not
-    # (false), or drops whatever flag is given (always); batch norm normalises with the
-    # running statistics (false) or the batch's, updating them (true)
-    "functional.dropout_default_training": ("true", "false", "always"),
+    # the functional forms called without a training flag: dropout drops (true) or does not
+    # (false; a functional dropout with no flag at all, as Keras', drops: true); batch norm
+    # normalises with the running statistics (false) or the batch's, updating them (true)
+    "functional.dropout_default_training": ("true", "false"),
     "functional.batch_norm_default_training": ("false", "true"),
 }
 

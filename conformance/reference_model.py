@@ -208,8 +208,6 @@ class ReferenceModel:
         """The mode a leaf runs in (module docstring)."""
         if leaf.call == "functional":
             dropout = isinstance(leaf.layer, DropoutSpec)
-            if dropout and self.functional.dropout_default_training == "always":
-                return True  # a functional dropout that drops whatever its flag says
             if leaf.training in ("true", "false"):
                 return leaf.training == "true"
             if leaf.training == "mode":

@@ -590,6 +590,11 @@ class _CaseBuilder:
         allowed = BN_QUANTITIES if kind == "batch_norm" else DROPOUT_QUANTITIES
         line = yamlines.line_of(steps, [i])
         here = f"{where}: steps[{i}]"
+        model_only = [k for k in spec_model.MODEL_ONLY if k in item]
+        if model_only:
+            self.fail(steps, i, f"{here}: {model_only[0]} is a step of a model case; expected 'train', "
+                      "'eval', 'reset' or 'rebuild' in a layer case (a model case has model: instead of layer:)")
+            return None
         if "reset" in item or "rebuild" in item:
             action = "reset" if "reset" in item else "rebuild"
             extra = sorted(set(item) - {action, "observe"})

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from conformance import inputs
 from conformance.model import BatchNormSpec, DropoutSpec, Step
 from conformance.tree import LEAF_STATE, Block, Leaf, LinearSpec, ModelSpec
 
@@ -139,6 +140,13 @@ class ModelBuilder:
         """A parameter array given like an input (literal values, a file, a generator),
         rounded to the case's dtype as the framework holds it."""
         label = f"{self.where}: leaf {name!r} {key}"
+        if isinstance(raw[key], list):  # the values themselves, a nested list
+            try:
+                values = np.asarray(raw[key], dtype=np.float64)
+            except ValueError:
+                self.fail(raw, key, f"leaf {name!r}: {key} is ragged; expected a rectangular nested list")
+                return None
+            return np.asarray(inputs.round_to_dtype(values, self.dtype), dtype=np.float64)
         ref = self.builder.file_of(raw[key], label)
         if isinstance(raw[key], dict) and "file" in raw[key] and ref is None:
             self.ok = False  # the file was refused, and said why

@@ -13,9 +13,19 @@ from typing import Any, ClassVar
 import numpy as np
 
 from conformance import inputs
-from conformance.adapters.base import Adapter, DeviceUnavailable, Documented, Unsupported
+from conformance.adapters.base import (
+    Adapter,
+    DeviceUnavailable,
+    Documented,
+    Unsupported,
+)
 from conformance.model import BatchNormSpec, LayerSpec, Mode, Step
-from conformance.reference import CONVENTION_VALUES, ReferenceBatchNorm, ReferenceDropout, build_reference
+from conformance.reference import (
+    CONVENTION_VALUES,
+    ReferenceBatchNorm,
+    ReferenceDropout,
+    build_reference,
+)
 from conformance.reference_model import ReferenceModel
 
 DEFAULT_UPDATE_WEIGHT = 0.1
