@@ -73,6 +73,8 @@ def _matters_to_model(key: str, model: ModelSpec, steps: tuple[Step, ...]) -> bo
         "model.call_mode": "call" in entries,
         "model.train_step_mode": "train_step" in entries,
         "model.freeze_survives_mode_switch": any(s.action == "freeze" and s.via != "flag" for s in steps),
+        "model.override_respected": any(b.override_mode_switch for b in model.blocks() if b is not model.root),
+        "model.predict_switches": "predict" in entries,
         "functional.dropout_default_training": any(leaf.layer.kind == "dropout" for leaf in functional),
         "functional.batch_norm_default_training": any(leaf.layer.kind == "batch_norm" and leaf.training == "omitted"
                                                       for leaf in functional),

@@ -361,6 +361,8 @@ FACTS: dict[str, Callable[[Case, CaseRun, dict[str, Any]], Any]] = {
     "model.call_site_flag.predict": _which_if_supported("model.call_site_flag"),
     "model.call_site_flag.train_step": _which_if_supported("model.call_site_flag"),
     "model.call_mode": _which("model.call_mode"),
+    "model.override_respected": _which("model.override_respected"),
+    "model.predict_switches": _which_if_supported("model.predict_switches"),
     "model.train_step_mode": _which("model.train_step_mode"),
     "model.mc_dropout": _feature("dropout.eval", "bn.eval_updates", "model.eval_propagates",
                                  labels=("works", "broken")),

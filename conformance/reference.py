@@ -79,6 +79,8 @@ class ModelConventions:
     call_mode: Literal["current", "inference"] = "current"
     train_step_mode: Literal["current", "train"] = "current"
     freeze_survives_mode_switch: Literal["false", "true"] = "false"
+    override_respected: Literal["true", "false"] = "true"
+    predict_switches: Literal["false", "true"] = "false"
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,12 @@ CONVENTION_VALUES: dict[str, tuple[str, ...]] = {
     "model.call_mode": ("current", "inference"),
     "model.train_step_mode": ("current", "train"),
     "model.freeze_survives_mode_switch": ("false", "true"),
+    # a nested container's own override of the mode switch runs (true), or the parent's switch
+    # sets every descendant's mode itself, past it (false: Paddle's Layer.train()/eval());
+    # predict leaves the model's mode as it was (false) or switches it to inference (true:
+    # Paddle's paddle.Model.predict_batch calls eval())
+    "model.override_respected": ("true", "false"),
+    "model.predict_switches": ("false", "true"),
     # the functional forms called without a training flag: dropout drops (true) or does not
     # (false; a functional dropout with no flag at all, as Keras', drops: true); batch norm
     # normalises with the running statistics (false) or the batch's, updating them (true)

@@ -13,9 +13,12 @@ Modes, as PyTorch and Paddle document them (the canonical conventions):
   is given to; ``training: mode`` ties it to the calling container's mode; a functional form
   called without a flag uses its default (``functional.dropout_default_training=true``,
   ``functional.batch_norm_default_training=false``);
+- a nested container's override of the switch is what the parent's switch calls
+  (``model.override_respected=true``; false: the parent sets every descendant's mode itself);
 - entries: ``train``/``eval`` switch the model and call it; ``call`` calls it as it is
   (``model.call_mode=inference``: a plain call always infers, as a Keras call without
-  ``training`` does); ``predict`` infers without switching; ``train_step`` runs forward,
+  ``training`` does); ``predict`` infers without switching
+  (``model.predict_switches=true``: it switches the model to inference first); ``train_step`` runs forward,
   backward and an SGD update in the current mode (``model.train_step_mode=train``: always in
   training, as Keras' ``train_on_batch``); ``mc_dropout`` switches to inference and then
   every dropout leaf back to training (the recipe PyTorch's and Paddle's users write);
@@ -127,6 +130,9 @@ class ReferenceModel:
             forced = False if self.model_conv.call_mode == "inference" else None
             return {"output": self.call(x, forced)}
         if entry == "predict":
+            if self.model_conv.predict_switches == "true":
+                self.switch(False)
+                return {"output": self.call(x)}
             return {"output": self.call(x, forced=False)}
         if entry == "mc_dropout":
             self.switch(False)
@@ -147,7 +153,8 @@ class ReferenceModel:
 
     def _switch(self, block: Block, training: bool, depth: int, reach: int | None) -> None:
         self.state.modes[block.name] = training
-        if block.override_mode_switch or (reach is not None and depth >= reach):
+        respected = depth == 0 or self.model_conv.override_respected == "true"
+        if block.override_mode_switch and respected or (reach is not None and depth >= reach):
             return
         for child in block.children:
             if isinstance(child, Block):
@@ -209,6 +216,8 @@ class ReferenceModel:
         if leaf.call == "functional":
             dropout = isinstance(leaf.layer, DropoutSpec)
             if leaf.training in ("true", "false"):
+                if self.model_conv.call_site_flag == "overridden":  # the model's mode wins
+                    return self.state.modes[parent.name] if forced is None else forced
                 return leaf.training == "true"
             if leaf.training == "mode":
                 return self.state.modes[parent.name] if forced is None else forced

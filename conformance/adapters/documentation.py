@@ -144,10 +144,90 @@ TORCH: dict[str, Documented] = {
         says="the page says that, the scaling being done in training, the module computes the "
              "identity during evaluation",
     ),
+    "model.eval_propagates": Documented(
+        value="all",
+        link="https://pytorch.org/docs/stable/notes/autograd.html#evaluation-mode-nn-module-eval",
+        fix="a custom module that overrides train() must pass the mode on (super().train(mode)) "
+            "or its submodules keep theirs",
+        says="the note says how model.eval() affects a model depends on the modules used in it "
+             "(Dropout, BatchNorm2d) and that calling model.eval() and model.train() is the "
+             "user's job: the model's switch reaches its modules; the nn.Module page does not "
+             "spell out the recursion (Module.train sets the mode of every child in turn)",
+    ),
+    "model.call_site_flag": Documented(
+        value="honoured",
+        link="https://pytorch.org/docs/stable/generated/torch.nn.functional.dropout.html",
+        fix="torch modules take no training argument: where another framework passes "
+            "training=... to a layer or sub-model, call the functional form with training=... or "
+            "switch that submodule with .train()/.eval()",
+        says="only the functional forms take a flag: F.dropout applies dropout if training is "
+             "True (F.batch_norm's training likewise picks batch statistics), so the flag "
+             "written at the call is what the call computes; a module's mode comes from "
+             "train()/eval() only",
+    ),
+    "model.call_mode": Documented(
+        value="current",
+        link="https://pytorch.org/docs/stable/notes/modules.html#neural-network-training-with-modules",
+        fix="a torch call runs in the mode last set: call model.eval() before inference (a Keras "
+            "call without training= always infers)",
+        says="the Modules note says modules default to training mode, are switched with train() "
+             "and eval() and behave by the mode they are in (its example forward reads "
+             "self.training): a plain call runs in the current mode",
+    ),
+    "model.train_step_mode": Documented(
+        value="current",
+        link="https://pytorch.org/docs/stable/notes/autograd.html#evaluation-mode-nn-module-eval",
+        fix="call model.train() before training (Keras' train_on_batch always trains): a "
+            "hand-written step after an eval() pass trains with dropout off and batch norm on "
+            "its running statistics",
+        says="torch has no training-step entry: a step written by hand (forward, backward, "
+             "optimizer.step()) runs in whatever mode the model is in; the note makes calling "
+             "model.train() when training the user's responsibility",
+    ),
+    "model.freeze_survives_mode_switch": Documented.silent(
+        "whether a batch-norm module kept in eval() stays in evaluation mode when its model's "
+        "train() runs",
+        "the nn.Module page (train(), eval()), the Modules note and the autograd note's "
+        "evaluation-mode section (the source of Module.train sets every child's mode, so the "
+        "model's next train() undoes the freeze)",
+        fix="re-apply eval() to the frozen batch-norm modules after every model.train(), or "
+            "override the model's train() to do so",
+    ),
+    "model.override_respected": Documented(
+        value="true",
+        link="https://pytorch.org/docs/stable/generated/torch.nn.Module.html#torch.nn.Module.train",
+        says="train(mode) sets the module and its descendants in training or evaluation mode; "
+             "it does so by calling train(mode) on each child (the source of Module.train), so "
+             "a child's own override of train() is what runs for that child",
+    ),
+    "model.predict_switches": Documented.silent(
+        "what a predict entry does to the mode: torch has no predict entry",
+        "the nn.Module page and the Modules note (inference is model.eval() then a call)",
+    ),
+    "functional.dropout_default_training": Documented(
+        value="true",
+        link="https://pytorch.org/docs/stable/generated/torch.nn.functional.dropout.html",
+        fix="pass training=self.training to F.dropout in a forward: model.eval() does not reach "
+            "a functional call",
+        says="the page gives training (apply dropout if True) with default True: F.dropout "
+             "called without it drops, in a model in eval mode too",
+    ),
+    "functional.batch_norm_default_training": Documented(
+        value="false",
+        link="https://pytorch.org/docs/stable/generated/torch.nn.functional.batch_norm.html",
+        fix="pass training=self.training to F.batch_norm in a forward, or the running "
+            "statistics are never updated",
+        says="the page's signature gives training=False: F.batch_norm called without it "
+             "normalises with the running statistics it is given and leaves them as they are, "
+             "in a training model too",
+    ),
 }
 
 
 # --- PaddlePaddle --------------------------------------------------------------------------
+
+PADDLE_LAYER = _PADDLE + "Layer_en.html"
+PADDLE_FUNCTIONAL_DROPOUT = _PADDLE + "functional/dropout_en.html"
 
 PADDLE: dict[str, Documented] = {
     # Measured on CPU (ranks 2 to 5, probe): running_var is fed the biased batch variance
@@ -237,6 +317,82 @@ PADDLE: dict[str, Documented] = {
         says="for mode='upscale_in_train' the page gives inference out = input, and says eval() "
              "disables dropout; 'downscale_in_infer' multiplies by (1 - p) in inference instead",
     ),
+    # models (conformance.adapters.paddle_model), measured on CPU with specs/model
+    "model.eval_propagates": Documented(
+        value="all",
+        link=PADDLE_LAYER,
+        fix="a container below the root whose own train()/eval() do not delegate is switched "
+            "anyway: Layer.train()/eval() set .training on every sublayer directly (measured), "
+            "so an override only holds on the layer it is called on",
+        says="train() sets this layer and all its sublayers to training mode, eval() all of "
+             "them to evaluation mode; only layers such as Dropout and BatchNorm are affected",
+    ),
+    "model.call_site_flag": Documented(
+        value="honoured",
+        link=PADDLE_FUNCTIONAL_DROPOUT,
+        fix="Paddle layers take no training argument: to fix the mode at a call site call "
+            "paddle.nn.functional.dropout/batch_norm with training=, or switch that layer with "
+            "train()/eval()",
+        says="the functional forms take a training flag (dropout: whether it is in the training "
+             "phase; batch_norm: batch statistics and tracking when True, the global statistics "
+             "when False) and act on it; layer objects have no such argument",
+    ),
+    "model.call_mode": Documented(
+        value="current",
+        link=PADDLE_LAYER,
+        fix="call model.eval() before inference and model.train() before training: a plain "
+            "call keeps whatever mode was set last",
+        says="the mode is set by train()/eval() on the layer and its sublayers, and the page's "
+             "example calls the layer after each switch, in that mode; a call takes no mode",
+    ),
+    "model.train_step_mode": Documented(
+        value="current",
+        link=PADDLE_LAYER,
+        fix="call model.train() before a training loop written by hand (forward, "
+            "loss.backward(), optimizer.step()), or use paddle.Model.train_batch, which calls "
+            "network.train() itself",
+        says="only train()/eval() change a layer's mode, so a training step written by hand, "
+             "as the adapter runs it, computes in the mode the model is in",
+    ),
+    "model.freeze_survives_mode_switch": Documented(
+        value="false",
+        link=PADDLE_LAYER,
+        fix="to keep a batch norm frozen across model.train(), set use_global_stats=True on it "
+            "(BatchNorm1D/2D/3D read it at every call) instead of calling eval() on it",
+        says="train() sets the layer and all its sublayers to training mode, so a sublayer "
+             "switched to eval() on its own is back in training after the next model.train()",
+    ),
+    "model.override_respected": Documented(
+        value="false",
+        link=PADDLE_LAYER,
+        fix="an override of train()/eval() only holds on the layer it is called on: the root's "
+            "train()/eval() set .training on every sublayer itself, so freeze a nested batch "
+            "norm with use_global_stats=True, or re-freeze at the top after each switch",
+        says="train() and eval() set this layer and all its sublayers to training or "
+             "evaluation mode (Layer.train()/eval() set each sublayer's training attribute "
+             "directly, without calling the sublayer's own train()/eval(): measured)",
+    ),
+    "model.predict_switches": Documented.silent(
+        "that paddle.Model.predict_batch switches the network to evaluation mode and leaves it "
+        "there (its source calls network.eval())",
+        "the paddle.Model page (predict_batch: run one prediction step on a batch)",
+        fix="call model.train() after predict_batch before training by hand",
+    ),
+    "functional.dropout_default_training": Documented(
+        value="true",
+        link=PADDLE_FUNCTIONAL_DROPOUT,
+        fix="pass training=self.training to paddle.nn.functional.dropout inside a layer's forward",
+        says="the signature has training=True by default: the flag says whether it is in the "
+             "training phase, so a call without it drops",
+    ),
+    "functional.batch_norm_default_training": Documented(
+        value="false",
+        link=PADDLE_FUNCTIONAL_BATCH_NORM,
+        fix="pass training=self.training to paddle.nn.functional.batch_norm for batch statistics "
+            "in training (the default, False, is inference: global statistics, no update)",
+        says="training defaults to False, inference mode, which computes with the global mean "
+             "and variance from training; True computes with the batch and tracks the statistics",
+    ),
 }
 
 
@@ -323,6 +479,69 @@ TF: dict[str, Documented] = {
         link=KERAS_DROPOUT,
         says="the page says dropout only applies with training=True, so no values are dropped "
              "during inference; its 1/(1 - rate) scaling is the training one",
+    ),
+    "model.eval_propagates": Documented(
+        value="all",
+        link=KERAS_BATCH_NORM,
+        fix="Keras has no train()/eval(): pass training=True or training=False to the outer "
+            "model's call; it reaches every layer inside, nested models included",
+        says="the page says the layer trains when the layer or the model holding it is called "
+             "with training=True (or by fit()) and infers when it is called with training=False: "
+             "a model's training argument reaches the layers it holds; the adapter's train and "
+             "eval entries are that argument",
+    ),
+    "model.call_site_flag": Documented(
+        value="honoured",
+        link="https://keras.io/guides/transfer_learning/",
+        says="the guide calls the base model with training=False inside a model that is then "
+             "trained with fit(), and says the base model keeps running in inference mode (its "
+             "batch norms do not update) because of that call-site argument",
+    ),
+    "model.call_mode": Documented(
+        value="inference",
+        link=KERAS_BATCH_NORM,
+        fix="a plain Keras call model(x) infers whatever was called before; to train outside "
+            "fit() pass training=True (a torch/Paddle model instead runs in the mode last set by "
+            "train()/eval())",
+        says="the page says inference is evaluate(), predict() or a call with training=False, "
+             "which is the default: a call without training runs in inference mode",
+    ),
+    "model.train_step_mode": Documented(
+        value="train",
+        link="https://keras.io/guides/custom_train_step_in_tensorflow/",
+        fix="Keras' training step always trains (it calls self(x, training=True)); a torch/Paddle "
+            "training step runs in the mode last set, so call model.train() there first",
+        says="the guide's train_step, the step fit() (and train_on_batch) runs, calls the model "
+             "with training=True for the forward pass",
+    ),
+    "model.freeze_survives_mode_switch": Documented(
+        value="true",
+        link="https://keras.io/getting_started/faq/#whats-the-difference-between-the-training-argument-in-call-and-the-trainable-attribute",
+        fix="Keras freezes a batch norm with layer.trainable = False, which stays frozen at every "
+            "later call, training=True ones included, until trainable is set back (and compile() "
+            "called again); there is no per-layer mode to set",
+        says="the FAQ says that for a BatchNormalization setting trainable = False makes its "
+             "training call argument default to False, so it does not update its state during "
+             "training; Keras has no mode switch that could undo it (the adapter freezes through "
+             "trainable, and reports a freeze through the layer's mode unsupported)",
+    ),
+    "functional.dropout_default_training": Documented(
+        value="true",
+        link="https://www.tensorflow.org/api_docs/python/tf/keras/random/dropout",
+        fix="keras.random.dropout drops at every call: in a custom layer call it only under "
+            "`if training:` (and give it a keras.random.SeedGenerator for a new mask per call)",
+        says="the page gives keras.random.dropout(inputs, rate, noise_shape=None, seed=None): no "
+             "training argument, so a call drops; the adapter reports a call with a training "
+             "flag unsupported",
+    ),
+    "functional.batch_norm_default_training": Documented(
+        value="false",
+        link="https://www.tensorflow.org/api_docs/python/tf/keras/ops/batch_normalization",
+        fix="Keras has no functional batch norm with running statistics: use the "
+            "BatchNormalization layer (the adapter reports a functional batch norm unsupported)",
+        says="the page says keras.ops.batch_normalization normalises x by the mean and variance "
+             "it is given and returns the normalised tensor: it computes no batch statistics and "
+             "updates nothing",
     ),
 }
 

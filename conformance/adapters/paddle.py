@@ -23,6 +23,7 @@ from conformance.adapters.base import (
 from conformance.adapters.documentation import DOCUMENTED
 from conformance.model import BatchNormSpec, DropoutSpec, LayerSpec, Mode
 from conformance.reference import channel_axis_index
+from conformance.tree import ModelSpec
 
 # rank -> (layer class, data_format with channels first, data_format with channels last)
 _BATCH_NORMS: dict[int, tuple[Any, str, str]] = {
@@ -220,6 +221,11 @@ class PaddleAdapter(Adapter):
                 "a GPU visible"
             )
         paddle.set_device("cpu" if device == "cpu" else "gpu:0")
+        if isinstance(layer, ModelSpec):
+            # the model module imports Paddle too: imported here, in the worker only
+            from conformance.adapters.paddle_model import build_model
+
+            return build_model(self, layer, dtype, device)  # type: ignore[return-value]  # a ModelHandle
         if isinstance(layer, BatchNormSpec):
             if device == "cpu" and dtype in ("float16", "bfloat16"):
                 # Measured (Paddle 3.3.1, CPU build): the first forward raises "The kernel with

@@ -24,6 +24,7 @@ from conformance.adapters.base import (
 )
 from conformance.adapters.documentation import DOCUMENTED
 from conformance.model import BatchNormSpec, DropoutSpec, LayerSpec, Mode
+from conformance.tree import ModelSpec
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32,
           "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -167,19 +168,23 @@ class TorchAdapter(Adapter):
             env["device_name"] = "cpu"
         return env
 
-    def build(self, layer: LayerSpec, dtype: str, device: str) -> _Handle:
+    def build(self, layer: LayerSpec | ModelSpec, dtype: str, device: str) -> Any:
         if device not in self.devices():
             raise DeviceUnavailable("torch sees no CUDA GPU (torch.cuda.is_available() is False); "
                                     "run on a machine with a GPU and a CUDA build of torch")
         target = torch.device("cuda:0" if device == "gpu" else "cpu")
         torch_dtype = DTYPES[dtype]
+        if isinstance(layer, ModelSpec):  # a model case: its own module, imported in this worker only
+            from conformance.adapters.torch_model import build_model
+
+            return build_model(layer, torch_dtype, target)
         if isinstance(layer, BatchNormSpec):
-            module = self._batch_norm(layer)
+            module = self._batch_norm(layer, torch_dtype)
         else:
             module = self._dropout(layer)
         return _Handle(module.to(target, torch_dtype), layer, torch_dtype, target)
 
-    def _batch_norm(self, spec: BatchNormSpec) -> torch.nn.Module:
+    def _batch_norm(self, spec: BatchNormSpec, dtype: torch.dtype) -> torch.nn.Module:
         options: dict[str, Any] = {}
         if spec.native_momentum is not None:
             options["momentum"] = spec.native_momentum  # probe: torch's own argument, as is
@@ -194,6 +199,7 @@ class TorchAdapter(Adapter):
             spec.num_features,
             affine=spec.affine,
             track_running_stats=spec.running_stats,
+            dtype=dtype,  # built in the case's dtype, so initial values are set without a float32 detour
             **options,
         )
         with torch.no_grad():
@@ -201,7 +207,7 @@ class TorchAdapter(Adapter):
                                  ("running_mean", spec.running_mean), ("running_var", spec.running_var)):
                 target = getattr(module, name, None)
                 if values is not None and target is not None:
-                    target.copy_(torch.as_tensor(values))
+                    target.copy_(torch.as_tensor(values, dtype=target.dtype))
         if not spec.trainable and spec.affine:
             # trainable=False: scale and shift take no gradient (torch's requires_grad_(False))
             module.weight.requires_grad_(False)
