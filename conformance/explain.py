@@ -75,6 +75,8 @@ def _matters_to_model(key: str, model: ModelSpec, steps: tuple[Step, ...]) -> bo
         "model.freeze_survives_mode_switch": any(s.action == "freeze" and s.via != "flag" for s in steps),
         "model.override_respected": any(b.override_mode_switch for b in model.blocks() if b is not model.root),
         "model.predict_switches": "predict" in entries,
+        "model.freeze_scope": any(s.action == "freeze" for s in steps) and "train_step" in entries,
+        "model.call_flag_scope": bool(flagged),
         "functional.dropout_default_training": any(leaf.layer.kind == "dropout" for leaf in functional),
         "functional.batch_norm_default_training": any(leaf.layer.kind == "batch_norm" and leaf.training == "omitted"
                                                       for leaf in functional),
@@ -158,6 +160,11 @@ def _search_pairs_and_more(case: Case, run: CaseRun, runs: ReferenceRuns) -> lis
         differing = [c for c in checks if not c.ok]
         first_step = min((c.step for c in differing), default=0)
         first = {(c.step, c.quantity) for c in differing if c.step == first_step}
+        if isinstance(case.layer, ModelSpec):
+            # a model's masks follow the framework's own in random passes: whether one matches
+            # depends on which passes a set makes random, not on values a single change moves
+            matched = {o for o in matched if not o[1].endswith(".mask")}
+            first = {o for o in first if not o[1].endswith(".mask")}
     else:
         effects, matched, first = None, set(), set()
     found: list[dict[str, str]] = []

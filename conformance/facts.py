@@ -363,6 +363,8 @@ FACTS: dict[str, Callable[[Case, CaseRun, dict[str, Any]], Any]] = {
     "model.call_mode": _which("model.call_mode"),
     "model.override_respected": _which("model.override_respected"),
     "model.predict_switches": _which_if_supported("model.predict_switches"),
+    "model.freeze_scope": _which_if_supported("model.freeze_scope"),
+    "model.call_flag_scope": _which("model.call_flag_scope"),
     "model.train_step_mode": _which("model.train_step_mode"),
     "model.mc_dropout": _feature("dropout.eval", "bn.eval_updates", "model.eval_propagates",
                                  labels=("works", "broken")),

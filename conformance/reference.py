@@ -81,6 +81,8 @@ class ModelConventions:
     freeze_survives_mode_switch: Literal["false", "true"] = "false"
     override_respected: Literal["true", "false"] = "true"
     predict_switches: Literal["false", "true"] = "false"
+    freeze_scope: Literal["statistics", "layer"] = "statistics"
+    call_flag_scope: Literal["call", "pass"] = "call"
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,12 @@ CONVENTION_VALUES: dict[str, tuple[str, ...]] = {
     # Paddle's paddle.Model.predict_batch calls eval())
     "model.override_respected": ("true", "false"),
     "model.predict_switches": ("false", "true"),
+    # a frozen batch norm keeps its statistics and still learns its scale and shift
+    # (statistics), or learns nothing (layer: Keras' trainable=False); a hard-coded flag at a
+    # call site sets the mode of that call (call), or of every later call of the same forward
+    # pass that gives none (pass: Keras 3 keeps it in the call context it shares)
+    "model.freeze_scope": ("statistics", "layer"),
+    "model.call_flag_scope": ("call", "pass"),
     # the functional forms called without a training flag: dropout drops (true) or does not
     # (false; a functional dropout with no flag at all, as Keras', drops: true); batch norm
     # normalises with the running statistics (false) or the batch's, updating them (true)

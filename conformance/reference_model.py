@@ -23,7 +23,13 @@ Modes, as PyTorch and Paddle document them (the canonical conventions):
   training, as Keras' ``train_on_batch``); ``mc_dropout`` switches to inference and then
   every dropout leaf back to training (the recipe PyTorch's and Paddle's users write);
 - a leaf frozen through its own mode is switched back by the next mode switch
-  (``model.freeze_survives_mode_switch=false``); one frozen by a flag stays frozen.
+  (``model.freeze_survives_mode_switch=false``; true: the framework's own way, ``default``,
+  freezes as a flag does); one frozen by a flag stays frozen; a frozen batch norm still
+  learns its scale and shift (``model.freeze_scope=layer``: it learns nothing, as Keras'
+  ``trainable=False``);
+- a hard-coded call-site flag sets the mode of that call only (``model.call_flag_scope=pass``:
+  of every later call of the same forward pass that gives none, as Keras 3's shared call
+  context does).
 
 A dropout leaf in a random pass keeps the units the framework's run kept, when the run is
 given (its ``<leaf>.mask`` at that step): the rule (what is kept is scaled, the rest is 0) is
@@ -88,6 +94,7 @@ class _State:
     frozen_by_flag: set[str] = field(default_factory=set)
     records: dict[str, np.ndarray] = field(default_factory=dict)
     tape: list[_Call] = field(default_factory=list)
+    leaked: bool | None = None  # model.call_flag_scope=pass: the last hard-coded flag of the pass
 
 
 class ReferenceModel:
@@ -166,7 +173,8 @@ class ReferenceModel:
                 self.state.frozen_by_mode.discard(child.name)
 
     def freeze(self, name: str, via: str) -> None:
-        if via == "flag":
+        # a framework whose own way (default) survives the switch freezes the way a flag does
+        if via == "flag" or via == "default" and self.model_conv.freeze_survives_mode_switch == "true":
             self.state.frozen_by_flag.add(name)
             self.leaves[name].frozen = True
         else:
@@ -177,11 +185,14 @@ class ReferenceModel:
 
     def call(self, x: np.ndarray, forced: bool | None = None) -> np.ndarray:
         self.state.tape = []
+        self.state.leaked = None
         return self._block(self.spec.root, np.asarray(x, np.float64), forced)
 
     def _block(self, block: Block, x: np.ndarray, forced: bool | None) -> np.ndarray:
         for child in block.children:
             flag = self._call_site(child.training, block, forced)
+            if child.training in ("true", "false") and self.model_conv.call_flag_scope == "pass":
+                self.state.leaked = flag  # the rest of the pass inherits it
             if isinstance(child, Block):
                 x = self._block(child, x, flag)
             else:
@@ -195,6 +206,8 @@ class ReferenceModel:
             return training == "true"
         if training == "mode":
             return self.state.modes[parent.name] if forced is None else forced
+        if self.state.leaked is not None:
+            return self.state.leaked
         return forced
 
     def _leaf(self, leaf: Leaf, x: np.ndarray, forced: bool | None, parent: Block) -> np.ndarray:
@@ -253,7 +266,9 @@ class ReferenceModel:
                 grads = ref.backward(g)
                 g = grads["grad_input"]
                 layer = call.leaf.layer
-                if isinstance(layer, BatchNormSpec) and layer.affine and layer.trainable:
+                frozen = call.leaf.name in self.state.frozen_by_flag | self.state.frozen_by_mode
+                if isinstance(layer, BatchNormSpec) and layer.affine and layer.trainable \
+                        and not (frozen and self.model_conv.freeze_scope == "layer"):
                     updates += [(ref, "scale", grads["grad_scale"]), (ref, "shift", grads["grad_shift"])]
         for ref, name, grad in updates:
             setattr(ref, name, getattr(ref, name) - lr * grad)

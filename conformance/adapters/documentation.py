@@ -204,6 +204,21 @@ TORCH: dict[str, Documented] = {
         "what a predict entry does to the mode: torch has no predict entry",
         "the nn.Module page and the Modules note (inference is model.eval() then a call)",
     ),
+    "model.freeze_scope": Documented(
+        value="statistics",
+        link="https://pytorch.org/docs/stable/notes/autograd.html#evaluation-mode-nn-module-eval",
+        fix="eval() on a batch norm freezes its statistics only: to freeze its weight and bias "
+            "too (as Keras' trainable=False does), also call requires_grad_(False) on them",
+        says="the note says evaluation mode is not a mechanism to stop gradients (that is "
+             "requires_grad / no_grad): a batch norm kept in eval() still learns its weight and "
+             "bias",
+    ),
+    "model.call_flag_scope": Documented(
+        value="call",
+        link="https://pytorch.org/docs/stable/generated/torch.nn.functional.dropout.html",
+        says="a training flag exists only as an argument of a functional call, which computes "
+             "with it and nothing else: it cannot reach another call; modules run in their own mode",
+    ),
     "functional.dropout_default_training": Documented(
         value="true",
         link="https://pytorch.org/docs/stable/generated/torch.nn.functional.dropout.html",
@@ -378,6 +393,22 @@ PADDLE: dict[str, Documented] = {
         "the paddle.Model page (predict_batch: run one prediction step on a batch)",
         fix="call model.train() after predict_batch before training by hand",
     ),
+    "model.freeze_scope": Documented(
+        value="statistics",
+        link=PADDLE_BATCH_NORM,
+        fix="use_global_stats=True (or eval()) freezes the statistics only: to freeze the scale "
+            "and shift too, also set stop_gradient=True on weight and bias (or "
+            "ParamAttr(trainable=False))",
+        says="use_global_stats only chooses the global mean and variance over the batch's; "
+             "whether the scale and shift learn is their own trainable attribute (weight_attr / "
+             "bias_attr)",
+    ),
+    "model.call_flag_scope": Documented(
+        value="call",
+        link=PADDLE_FUNCTIONAL_DROPOUT,
+        says="a training flag exists only as an argument of a functional call, which computes "
+             "with it: it cannot reach another call; layers run in their own mode",
+    ),
     "functional.dropout_default_training": Documented(
         value="true",
         link=PADDLE_FUNCTIONAL_DROPOUT,
@@ -524,6 +555,39 @@ TF: dict[str, Documented] = {
              "training call argument default to False, so it does not update its state during "
              "training; Keras has no mode switch that could undo it (the adapter freezes through "
              "trainable, and reports a freeze through the layer's mode unsupported)",
+    ),
+    "model.override_respected": Documented.silent(
+        "how a model's mode switch treats a nested model that overrides it: Keras has no mode "
+        "switch (no train()/eval()) to override, the mode is each call's training argument",
+        "the Model API page and the FAQ entry on the training argument and the trainable "
+        "attribute (the adapter reports override_mode_switch unsupported)",
+    ),
+    "model.freeze_scope": Documented(
+        value="layer",
+        link="https://keras.io/getting_started/faq/#whats-the-difference-between-the-training-argument-in-call-and-the-trainable-attribute",
+        fix="trainable=False freezes a batch norm's gamma and beta as well as its statistics; "
+            "to freeze the statistics only, call the layer with training=False and keep it "
+            "trainable",
+        says="the FAQ says trainable decides whether the layer's weights are updated in "
+             "training, and for BatchNormalization that trainable=False also makes it run in "
+             "inference mode: nothing of the layer learns",
+    ),
+    "model.call_flag_scope": Documented.silent(
+        "how far a training value given at one call site reaches within a forward pass (Keras "
+        "3 keeps it in the call context that later calls without a flag read: measured)",
+        "the FAQ entry on the training argument and the Layer API page; the behaviour is "
+        "discussed upstream (keras-team/keras pull request 23166)",
+        fix="in a custom call(), pass training= explicitly to every later layer call after a "
+            "call with a hard-coded training=, or put the hard-coded part in its own sub-model "
+            "called last",
+    ),
+    "model.predict_switches": Documented(
+        value="false",
+        link="https://keras.io/getting_started/faq/#whats-the-difference-between-model-methods-predict-and-call",
+        says="the FAQ gives predict() as calling the model batch by batch and collecting the "
+             "outputs' numpy values, and the BatchNormalization page says predict() runs in "
+             "inference mode; a Keras model keeps no mode for predict to switch, so the calls "
+             "after it run as their own training argument says",
     ),
     "functional.dropout_default_training": Documented(
         value="true",

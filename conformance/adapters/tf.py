@@ -204,12 +204,16 @@ class TfAdapter(Adapter):
         })
         return env
 
-    def build(self, layer: LayerSpec, dtype: str, device: str) -> _TfHandle:
+    def build(self, layer: LayerSpec, dtype: str, device: str) -> Any:
         if device not in self.devices():
             raise DeviceUnavailable(
                 f"TensorFlow {tf.__version__} sees no {device!r} device; for a GPU install "
                 "the CUDA build (pip install 'tensorflow[and-cuda]') on a machine with an "
                 "NVIDIA driver" if device == "gpu" else f"unknown device {device!r}")
+        if getattr(layer, "kind", "") == "model":  # a model case: a Keras model (tf_model)
+            from conformance.adapters.tf_model import build_model
+
+            return build_model(layer, dtype, _TF_DEVICE[device])  # type: ignore[arg-type]
         with tf.device(_TF_DEVICE[device]):
             native = _batch_norm(layer, dtype) if isinstance(layer, BatchNormSpec) \
                 else _dropout(layer, dtype)
