@@ -14,9 +14,27 @@ in ``running <- (1 - w) * running + w * batch``):
 
 One module per framework (``torch``, ``paddle``, ``tf``), each with the same functions:
 ``imports()``, ``tensor(name, dtype)`` (the numpy input ``name`` as a tensor, converted as
-the kit's adapter converts it), ``batch_norm(layer, dtype)``,
-``dropout(layer, dtype)``, ``reset(layer)``, ``compiler()`` (defines ``compiled``),
-``prints(observe)`` and ``forward(step, layer, observe, switch)``.
+the kit's adapter converts it), ``batch_norm(layer, dtype, name="layer")``,
+``dropout(layer, dtype, name="layer")`` (``name``: the variable the layer is built into),
+``reset(layer)``, ``compiler()`` (defines ``compiled``), ``prints(observe)`` and
+``forward(step, layer, observe, switch)``; and the same class, ``ModelSnippet``.
+
+A model program (``program["layer"]["kind"] == "model"``, ``conformance.tree``) is written by
+that framework's ``ModelSnippet``, a subclass of ``models.ModelSnippet`` (the shared walk)
+that fills in the same methods: every leaf built into a variable of its name with the
+translated parameters (the same ``batch_norm``/``dropout`` as a layer's; torch's Linear holds
+W as the spec gives it, Paddle's Linear and Keras' Dense hold W^T, each said at its line), the
+spec's weights and initial values set exactly, nested blocks as the framework's Sequential, a
+custom container as a small class whose forward/call calls its children in order with their
+call-site flags (functional forms with ``training=``, Keras ``child(x, training=...)``, a
+train()/eval() override that does not delegate for ``override_mode_switch``); then the
+steps in the framework's idiom (``train``/``eval``/``call``/``predict``, ``train_step`` by
+hand or Keras ``train_on_batch`` with a ``sum(y_true * y_pred)`` loss of reduction ``sum``,
+the framework's Monte Carlo dropout recipe, the mode switch, the framework's freeze), each
+followed by prints of what it observes (``bn1.running_mean``, ``output``). A construction
+the framework cannot express is written as the framework can and commented ``unsupported:``
+at its line; a step it cannot express ends the snippet with a comment saying why (the case is
+``unsupported`` there): nothing is emulated.
 
 Inputs are the case's own: the program says how each is made (``Case.input_program``), and
 the snippet makes the same numpy float64 array (the generator's calls with the spec's seed,
@@ -49,6 +67,10 @@ def snippet(program: Program, framework: str, until_step: int | None = None,
     layer, dtype = program["layer"], program.get("dtype", "float32")
     steps = program["steps"][: None if until_step is None else until_step + 1]
     names = list(dict.fromkeys(n for s in steps for n in (s.get("input"), s.get("grad_output")) if n))
+    if layer.get("kind") == "model":  # a model case: the framework module's ModelSnippet
+        model = api.ModelSnippet(program)
+        lines = [*api.imports(), *model.imports(), "", *_inputs(api, program, names, dtype), *model.lines(steps, focus)]
+        return "\n".join(lines) + "\n"
     lines = [*api.imports(), "", *_inputs(api, program, names, dtype)]
     construction = (api.batch_norm if layer.get("kind") == "batch_norm" else api.dropout)(layer, dtype)
     lines += construction
