@@ -53,12 +53,15 @@ def convention_keys(case: Case) -> list[str]:
     """The conventions that can matter to the case: those of its layer's kind, or for a
     model those of its kinds of leaf and of the model features its program uses."""
     if isinstance(case.layer, ModelSpec):
-        return [k for k in CONVENTION_VALUES if _matters_to_model(k, case.layer, case.steps)]
+        relevant = _model_relevance(case.layer, case.steps)
+        return [k for k in CONVENTION_VALUES
+                if next((on for prefix, on in relevant.items() if k.startswith(prefix)), False)]
     prefix = "bn." if isinstance(case.layer, BatchNormSpec) else "dropout."
     return [k for k in CONVENTION_VALUES if k.startswith(prefix)]
 
 
-def _matters_to_model(key: str, model: ModelSpec, steps: tuple[Step, ...]) -> bool:
+def _model_relevance(model: ModelSpec, steps: tuple[Step, ...]) -> dict[str, bool]:
+    """Convention key (or prefix) -> whether the model or its program can show it."""
     entries = {s.entry for s in steps if s.action == "forward"}
     leaves = list(model.leaves())
     functional = [leaf for leaf in leaves if leaf.call == "functional"]
@@ -81,7 +84,7 @@ def _matters_to_model(key: str, model: ModelSpec, steps: tuple[Step, ...]) -> bo
         "functional.batch_norm_default_training": any(leaf.layer.kind == "batch_norm" and leaf.training == "omitted"
                                                       for leaf in functional),
     }
-    return next((on for prefix, on in relevant.items() if key.startswith(prefix)), False)
+    return relevant
 
 
 def base_settings(case: Case) -> dict[str, str]:
@@ -102,18 +105,45 @@ def alternatives(case: Case, max_changes: int = MAX_CHANGES) -> Iterator[dict[st
 
 
 def explain(case: Case, run: CaseRun, documented: dict[str, dict[str, str]] | None = None,
-            runs: ReferenceRuns | None = None) -> list[dict[str, str]]:
+            runs: ReferenceRuns | None = None, exhaustive: bool = True,
+            max_changes: int = MAX_CHANGES) -> list[dict[str, str]]:
     """Every smallest set of changed conventions under which the reference reproduces all
     observations of ``run`` (empty when none of at most ``MAX_CHANGES`` does). Among equally
     small sets, those the framework documents come first, then those with more documented
-    changes. ``runs``: the case's reference runs so far, shared with ``partial_fits``."""
+    changes. ``runs``: the case's reference runs so far, shared with ``partial_fits``.
+
+    Not ``exhaustive``: the framework's documented changes are tried first, smallest subsets
+    first, and the first that reproduces the run is the explanation, the other sets untried: a
+    framework that behaves as its documentation says is a ``convention``, whatever else would
+    fit too. A case that measures facts searches everything: a fact read from an observation
+    that another explanation fits as well is ambiguous, even when that explanation leaves the
+    fact's own convention alone (an estimator is unseen when the statistics never move)."""
     documented = documented or {}
-    singles = list(alternatives(case, max_changes=1))
+    if not exhaustive:
+        found = _documented_explanation(case, run, documented)
+        if found:
+            return [found]
+    singles = sorted(alternatives(case, max_changes=1), key=lambda c: not is_documented(c, documented))
     matches = [c for c in singles if reproduces(case, run, {**case.reference, **c})]
-    if not matches and len(singles) > 1:
+    if not matches and len(singles) > 1 and max_changes > 1:
         matches = _search_pairs_and_more(case, run, runs or ReferenceRuns(case, observed=run))
     return sorted(matches, key=lambda m: (not is_documented(m, documented),
                                           -sum(is_documented({k: v}, documented) for k, v in m.items())))
+
+
+def _documented_explanation(case: Case, run: CaseRun,
+                            documented: dict[str, dict[str, str]]) -> dict[str, str] | None:
+    """The smallest subset of the framework's documented changes (documented values that
+    differ from the case's conventions) under which the reference reproduces the run."""
+    current = base_settings(case)
+    changes = [(k, documented[k]["value"]) for k in convention_keys(case)
+               if is_documented({k: documented.get(k, {}).get("value", "")}, documented)
+               and documented[k]["value"] != current[k] and documented[k]["value"] in CONVENTION_VALUES[k]]
+    for size in range(1, min(len(changes), MAX_CHANGES) + 1):
+        for subset in itertools.combinations(changes, size):
+            if reproduces(case, run, {**case.reference, **dict(subset)}):
+                return dict(subset)
+    return None
 
 
 class ReferenceRuns:

@@ -21,6 +21,7 @@ from typing import Any
 from conformance import consistency, facts
 from conformance.checks import QuantityCheck, compare, reference_run
 from conformance.explain import (
+    MAX_CHANGES,
     ReferenceRuns,
     alternatives,
     explain,
@@ -36,9 +37,12 @@ VERDICTS = ("conforms", "convention", "divergence", "error", "expected-error", "
 FAILING = ("divergence", "error")
 
 
-def judge(case: Case, run: CaseRun, documented: dict[str, dict[str, str]]) -> dict[str, Any]:
+def judge(case: Case, run: CaseRun, documented: dict[str, dict[str, str]],
+          thorough: bool = True) -> dict[str, Any]:
     """The result entry of one case: verdict, checks, errors, explanation, and the facts of
-    the conventions table that the case measures."""
+    the conventions table that the case measures. Not ``thorough``: a run nothing documented
+    explains is searched for single changes only, with no partial fits (a divergence the
+    registry expects already says why)."""
     result: dict[str, Any] = {"id": case.id, "file": case.file, "line": case.line,
                               "areas": list(case.areas), "duration_s": round(run.duration_s, 6),
                               "program": case.program()}
@@ -46,7 +50,7 @@ def judge(case: Case, run: CaseRun, documented: dict[str, dict[str, str]]) -> di
         result["native_momentum"] = case.layer.native_momentum
     resolved = case
     if run.status != "ok":
-        result.update(_verdict(case, run, documented, result))
+        result.update(_verdict(case, run, documented, result, thorough))
     else:
         try:
             candidates = facts.resolutions(case, run)
@@ -59,7 +63,7 @@ def judge(case: Case, run: CaseRun, documented: dict[str, dict[str, str]]) -> di
         # whole run (conforming, or explained); else the likeliest one
         first = None
         for reading, measured in candidates:
-            entry = _verdict(reading, run, documented, {**result, "measured": measured})
+            entry = _verdict(reading, run, documented, {**result, "measured": measured}, thorough)
             first = first or (reading, entry)
             if facts.explanations(entry):
                 first = (reading, entry)
@@ -72,7 +76,7 @@ def judge(case: Case, run: CaseRun, documented: dict[str, dict[str, str]]) -> di
 
 
 def _verdict(case: Case, run: CaseRun, documented: dict[str, dict[str, str]],
-             result: dict[str, Any]) -> dict[str, Any]:
+             result: dict[str, Any], thorough: bool = True) -> dict[str, Any]:
     if run.status in ("skipped", "unsupported"):
         return {**result, "verdict": run.status, "message": run.message}
     if run.status == "error":
@@ -107,9 +111,12 @@ def _verdict(case: Case, run: CaseRun, documented: dict[str, dict[str, str]],
                            f"parameters{_measured_text(result)}, so no convention can be judged "
                            "against it: check the spec"}
     runs = ReferenceRuns(case, own=expected, observed=run)
-    matches = explain(case, run, documented, runs)
+    # a case that measures facts needs every smallest explanation, to tell an ambiguous one
+    matches = explain(case, run, documented, runs, exhaustive=bool(case.measures),
+                      max_changes=MAX_CHANGES if thorough else 1)
     if not matches:
-        result["partly_explained_by"] = partial_fits(case, run, runs=runs)
+        if thorough:
+            result["partly_explained_by"] = partial_fits(case, run, runs=runs)
         return {**result, "verdict": "divergence",
                 "message": f"{failed[0].describe()}; no known convention explains it"}
     explanation = matches[0]

@@ -105,10 +105,26 @@ def test_ambiguous_observations_list_every_explanation() -> None:
     # one step from running_var 1: the biased estimate of [1, 3] is 1 too, so "never
     # updates" explains the observation as well as "biased" does
     case = cases_from((LITERAL % "1.5").replace("running_var: [5.0]", "running_var: [1.0]"))[0]
-    result = verdict_of(fake.BiasedDocumented(), case)
-    assert result["verdict"] == "convention"  # the documented explanation comes first
-    assert result["explained_by"] == {"bn.running_var_estimator": "biased"}
-    assert result["also_explained_by"] == [{"bn.running_update": "none"}]
+    result = verdict_of(fake.BiasedUndocumented(), case)
+    assert result["verdict"] == "divergence"
+    assert [result["explained_by"], *result["also_explained_by"]] == [
+        {"bn.running_var_estimator": "biased"}, {"bn.running_update": "none"}]
+    # where the framework documents one of them, its documentation settles it: a convention
+    documented = verdict_of(fake.BiasedDocumented(), case)
+    assert documented["verdict"] == "convention"
+    assert documented["explained_by"] == {"bn.running_var_estimator": "biased"}
+
+
+def test_a_measured_fact_sees_the_explanations_that_would_change_it() -> None:
+    # the probe for the estimator: "never updates" reproduces this observation too, so the
+    # estimator is not measured, documented or not
+    text = (LITERAL % "1.5").replace("running_var: [5.0]", "running_var: [1.0]").replace(
+        "    steps:", "    measures: [bn.running_var_estimator.rank2]\n    steps:")
+    result = verdict_of(fake.BiasedDocumented(), cases_from(text)[0])
+    assert result["verdict"] == "convention"
+    assert {"bn.running_update": "none"} in result["also_explained_by"]
+    assert "bn.running_var_estimator.rank2" not in result.get("facts", {})
+    assert "alike" in result["unmeasured"]["bn.running_var_estimator.rank2"]
 
 
 def test_expected_error_and_missing_error() -> None:
