@@ -656,14 +656,9 @@ class _CaseBuilder:
             self.fail(raw, "layer", f"{where}: batch norm input has rank {rank}; expected 2 to 5")
             return None
         channels = shape[axis]
-        per_channel: dict[str, Any] = {}
-        for key in ("scale", "shift", "running_mean", "running_var"):
-            if key in spec:
-                if len(spec[key]) != channels:
-                    self.fail(spec, key, f"{where}: layer.{key} has {len(spec[key])} values; "
-                              f"expected one per channel ({channels})")
-                    return None
-                per_channel[key] = np.asarray(spec[key], dtype=np.float64)
+        per_channel = self.per_channel(spec, f"{where}: layer.", channels)
+        if per_channel is None:
+            return None
         return BatchNormSpec(
             rank=rank, num_features=channels,
             channel_axis=spec.get("channel_axis", "first"),
@@ -677,6 +672,19 @@ class _CaseBuilder:
             trainable=bool(spec.get("trainable", True)),
             **per_channel,
         )
+
+    def per_channel(self, spec: Any, label: str, channels: int) -> dict[str, Any] | None:
+        """A batch norm's initial values given per channel (``scale``, ``shift``,
+        ``running_mean``, ``running_var``), each checked to have one value per channel."""
+        found: dict[str, Any] = {}
+        for key in ("scale", "shift", "running_mean", "running_var"):
+            if key in spec:
+                if len(spec[key]) != channels:
+                    self.fail(spec, key, f"{label}{key} has {len(spec[key])} values; "
+                              f"expected one per channel ({channels})")
+                    return None
+                found[key] = np.asarray(spec[key], dtype=np.float64)
+        return found
 
     def literal(self, raw: yamlines.LineDict, where: str, steps: list[Step],
                 shape_of: Any) -> dict[tuple[int, str], np.ndarray]:

@@ -172,14 +172,10 @@ class ModelBuilder:
             return None
         axis = 1 if raw.get("channel_axis", "first") == "first" else rank - 1
         channels = shape[axis]
-        per_channel: dict[str, Any] = {}
-        for key in ("scale", "shift", "running_mean", "running_var"):
-            if key in raw:
-                if len(raw[key]) != channels:
-                    self.fail(raw, key, f"batch norm leaf {name!r}: {key} has {len(raw[key])} values; "
-                              f"expected one per channel ({channels})")
-                    return None
-                per_channel[key] = np.asarray(raw[key], dtype=np.float64)
+        per_channel = self.builder.per_channel(raw, f"{self.where}: batch norm leaf {name!r}: ", channels)
+        if per_channel is None:
+            self.ok = False
+            return None
         return BatchNormSpec(rank=rank, num_features=channels, channel_axis=raw.get("channel_axis", "first"),
                              update=raw.get("update", "ema"), update_weight=float(raw.get("update_weight", 0.1)),
                              eps=float(raw.get("eps", 1e-5)), affine=bool(raw.get("affine", True)),
