@@ -93,7 +93,11 @@ def _perform(step: Step, layer: Any, build: Callable[[], LayerHandle],
     if getattr(case.layer, "kind", "") == "model" and step.action not in ("rebuild", "reset"):
         x = case.inputs[step.input] if step.input else None
         grad_output = case.inputs[step.grad_output] if step.grad_output else None
-        return layer, dict(layer.run(step, x, grad_output, index))
+        before = layer.state() if step.entry == "train_step" else {}
+        produced = dict(layer.run(step, x, grad_output, index))
+        if before:
+            produced.update(applied_gradients(before, layer.state(), step.lr))
+        return layer, produced
     if step.action == "rebuild":
         return build(), {}
     if step.action == "reset":
@@ -111,6 +115,25 @@ def _perform(step: Step, layer: Any, build: Callable[[], LayerHandle],
     if "mask" in step.observe and "output" in produced:
         produced["mask"] = kept_mask(x, produced["output"])
     return layer, produced
+
+
+PARAMETERS = {"weight": "grad_weight", "bias": "grad_bias", "scale": "grad_scale", "shift": "grad_shift"}
+
+
+def applied_gradients(before: dict[str, np.ndarray], after: dict[str, np.ndarray],
+                      lr: float) -> dict[str, np.ndarray]:
+    """The gradient a training step's SGD update applied to each parameter, read from the
+    parameter before and after it: ``grad = (p_before - p_after) / lr`` (``fc1.grad_weight``,
+    ``bn1.grad_scale``, ...). The same for every framework and the reference, so it shows
+    the gradient of ``sum(grad_output * output)`` the framework computed, whatever its
+    optimizer API exposes (Keras' train_on_batch exposes none)."""
+    found = {}
+    for name, value in before.items():
+        leaf, _, what = name.rpartition(".")
+        if what in PARAMETERS and name in after:
+            found[f"{leaf}.{PARAMETERS[what]}"] = (np.asarray(value, np.float64)
+                                                   - np.asarray(after[name], np.float64)) / lr
+    return found
 
 
 def kept_mask(x: np.ndarray, output: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 
 from conformance import inputs
 from conformance.model import BatchNormSpec, DropoutSpec, Step
-from conformance.tree import LEAF_STATE, Block, Leaf, LinearSpec, ModelSpec
+from conformance.tree import GRADIENTS, LEAF_STATE, Block, Leaf, LinearSpec, ModelSpec
 
 if TYPE_CHECKING:
     from conformance.spec import _CaseBuilder
@@ -247,6 +247,11 @@ def check_steps(builder: _CaseBuilder, raw: Any, where: str, steps: list[Step], 
         return None
     checked = []
     for i, step in enumerate(steps):
+        grads = [q for q in step.observe if q.rpartition(".")[2] in GRADIENTS]
+        if grads and step.entry != "train_step":
+            builder.fail(raw["steps"], i, f"{where}: steps[{i}] observes {', '.join(grads)}; expected "
+                         "gradients only at a train_step (they are what its SGD update applied)")
+            return None
         bad = [q for q in step.observe if q not in allowed]
         if bad:
             builder.fail(raw["steps"], i, f"{where}: steps[{i}] observes {', '.join(bad)}, which this model "
@@ -288,7 +293,7 @@ def quantity_shape(quantity: str, model: ModelSpec, shapes: dict[str, tuple[int,
     if what == "mask":
         return (batch, *shapes[name][1:])
     if isinstance(layer, LinearSpec):
-        return (layer.out_features, layer.in_features) if what == "weight" else (layer.out_features,)
+        return (layer.out_features, layer.in_features) if what in ("weight", "grad_weight") else (layer.out_features,)
     assert isinstance(layer, BatchNormSpec)
     return (layer.num_features,)
 

@@ -16,7 +16,10 @@ neutral in the kit's own terms::
 
 Every leaf has a name, unique in the model; a case's observations name them:
 ``bn1.running_mean``, ``drop1.mask``, ``bn1.training`` (the mode the leaf ran in at its last
-call: 1 training, 0 inference), ``fc1.weight``, and ``output`` for the model's own output.
+call: 1 training, 0 inference), ``fc1.weight``, after a training step the gradients its SGD
+update applied (``fc1.grad_weight``, ``fc1.grad_bias``, ``bn1.grad_scale``,
+``bn1.grad_shift``: ``conformance.program.applied_gradients``), and ``output`` for the
+model's own output.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from conformance.model import BatchNormSpec, DropoutSpec
 
 CallFlag = Literal["omitted", "true", "false", "mode"]
 LEAF_STATE = {
-    "batch_norm": ("running_mean", "running_var", "batch_count", "scale", "shift", "training"),
+    "batch_norm": ("running_mean", "running_var", "batch_count", "scale", "shift", "training",
+                   "grad_scale", "grad_shift"),
     "dropout": ("mask", "training"),
-    "linear": ("weight", "bias"),
+    "linear": ("weight", "bias", "grad_weight", "grad_bias"),
 }
+GRADIENTS = ("grad_weight", "grad_bias", "grad_scale", "grad_shift")  # train_step only
 
 
 @dataclass(frozen=True)
