@@ -132,7 +132,7 @@ def test_a_training_step_follows_the_gradient_finite_differences_give() -> None:
         numeric[index] = (loss_after(w + step, x, g) - loss_after(w - step, x, g)) / 2e-6
     np.testing.assert_allclose(run.steps[0]["fc1.weight"], w - 0.1 * numeric, atol=1e-7)
     # and the gradient the update applied, as a step observes it, is that gradient
-    case2, run2 = run_reference(MLP % (W1, "[{train_step: x, grad_output: g, lr: 0.1, observe: [fc1.grad_weight]}]"))
+    _, run2 = run_reference(MLP % (W1, "[{train_step: x, grad_output: g, lr: 0.1, observe: [fc1.grad_weight]}]"))
     np.testing.assert_allclose(run2.steps[0]["fc1.grad_weight"], numeric, atol=1e-6)
     # the forward of the step trained: the statistics moved halfway to the batch's mean
     h = x @ w.T + np.array([0.5, -0.5])

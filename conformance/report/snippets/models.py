@@ -124,14 +124,34 @@ class ModelSnippet:
         lines = ["", *self.head(), "# the model: every leaf with the spec's parameters, translated", *self.build()]
         for i, step in enumerate(steps):
             lines += ["", f"# step {i}: {describe(step)}"]
+            wanted = [q for q in step.get("observe", ["output"]) if focus is None or q in focus]
+            lines += self.before_update(wanted)
             try:
                 lines += self.step(step)
             except Unexpressible as why:
                 lines.append(f"# unsupported: {why}; the case is unsupported in {self.framework} from here")
                 break
-            wanted = [q for q in step.get("observe", ["output"]) if focus is None or q in focus]
-            lines += self.prints(wanted, step.get("action", "forward") == "forward")
+            lines += self.prints(wanted, step.get("action", "forward") == "forward", step.get("lr"))
         return lines
+
+    def before_update(self, observe: list[str]) -> list[str]:
+        """Copies of the parameters whose gradient a training step observes: the kit reads the
+        gradient an SGD update applied as (before - after) / lr."""
+        lines = []
+        for quantity in observe:
+            name, _, what = quantity.rpartition(".")
+            if what.startswith("grad_") and name:
+                expr, _ = self.shown(self.leaves[name], what[len("grad_"):])
+                lines.append(f"{self.saved(quantity)} = {self.as_numpy(expr)}  # before the update")
+        return lines
+
+    @staticmethod
+    def saved(quantity: str) -> str:
+        return quantity.replace(".", "_") + "_before"
+
+    def as_numpy(self, expr: str) -> str:
+        """A copy of a framework value as a float64 numpy array."""
+        return f"np.array({expr}, dtype=np.float64)"
 
     def build(self) -> list[str]:
         return [*self.build_block(self.root), *self.after_build()]
@@ -190,7 +210,7 @@ class ModelSnippet:
             return ["# rebuild the model from the spec (the same values and seeds)", *self.build()]
         return self.entry(step)
 
-    def prints(self, observe: list[str], called: bool) -> list[str]:
+    def prints(self, observe: list[str], called: bool, lr: float | None = None) -> list[str]:
         lines = []
         for quantity in observe:
             name, _, what = quantity.rpartition(".")
@@ -198,6 +218,11 @@ class ModelSnippet:
                 lines.append(f"print({quantity!r}, {self.out})")
                 continue
             leaf = self.leaves[name]
+            if what.startswith("grad_"):
+                expr, _ = self.shown(leaf, what[len("grad_"):])
+                lines.append(f"print({quantity!r}, ({self.saved(quantity)} - {self.as_numpy(expr)}) / {lr!r})"
+                             "  # the gradient the SGD step applied")
+                continue
             if what == "mask":
                 expr, why = "", "not printed (the kit reads the units kept from the leaf's input and output)"
             elif what == "training" and not called:

@@ -277,6 +277,9 @@ class ModelSnippet(models.ModelSnippet):
                 lines += [f"{self.owner(leaf)}.{var}_running_mean.zero_()", f"{self.owner(leaf)}.{var}_running_var.fill_(1.0)"]
         return lines
 
+    def as_numpy(self, expr: str) -> str:
+        return f"{expr}.detach().double().cpu().numpy()"  # a parameter that takes gradients
+
     def shown(self, leaf: models.Node, what: str) -> tuple[str, str]:
         var, kind = self.names[leaf["name"]], self.kind(leaf)
         if kind == "linear":
