@@ -6,7 +6,7 @@ from typing import Any
 
 from conformance.adapters.base import Adapter
 from conformance.model import Case
-from conformance.program import execute
+from conformance.program import CaseRun, execute
 from conformance.spec import load_text
 from conformance.verdicts import judge
 
@@ -15,10 +15,20 @@ def cases_from(text: str) -> list[Case]:
     return load_text("conformance_spec: 1\n" + text, file="test.yaml")
 
 
+def run_of(adapter: Adapter, case: Case) -> CaseRun:
+    """Run ``case`` on ``adapter`` (CPU) in this process: what each step observed."""
+    return execute(lambda: adapter.build(case.layer, case.dtype, "cpu"), case)
+
+
 def verdict_of(adapter: Adapter, case: Case) -> dict[str, Any]:
     """Run ``case`` on ``adapter`` in this process and judge it as the runner would."""
-    run = execute(lambda: adapter.build(case.layer, case.dtype, "cpu"), case)
+    run = run_of(adapter, case)
     return judge(case, run, {k: v.as_dict() for k, v in adapter.documented.items()})
+
+
+def series(run: CaseRun, quantity: str) -> list[float | None]:
+    """A scalar quantity at every step (None where the step did not record it)."""
+    return [float(step[quantity]) if quantity in step else None for step in run.steps]
 
 
 BN_PROGRAM = """

@@ -14,10 +14,10 @@ import pytest
 
 pytest.importorskip("paddle")
 
-from helpers import cases_from, verdict_of
+from helpers import cases_from, run_of, verdict_of
 
 from conformance.adapters.paddle import PaddleAdapter
-from conformance.program import CaseRun, execute
+from conformance.program import CaseRun
 
 ADAPTER = PaddleAdapter()
 pytestmark = [pytest.mark.filterwarnings("ignore:When training, we now always track:UserWarning"),
@@ -93,7 +93,7 @@ def judged(text: str) -> dict[str, Any]:
 
 def observed(text: str) -> CaseRun:
     (case,) = cases_from(text)
-    run = execute(lambda: ADAPTER.build(case.layer, case.dtype, "cpu"), case)
+    run = run_of(ADAPTER, case)
     assert run.status == "ok", run.message
     return run
 

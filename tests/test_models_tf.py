@@ -13,11 +13,11 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from helpers import cases_from, verdict_of
+from helpers import cases_from, run_of, series, verdict_of
 
 from conformance.adapters.tf import TfAdapter
 from conformance.model import Case
-from conformance.program import CaseRun, execute
+from conformance.program import CaseRun
 
 ADAPTER = TfAdapter()
 # Keras' documented model conventions, for cases about something else
@@ -64,12 +64,7 @@ def case_of(text: str) -> Case:
 
 def measured(case: Case) -> CaseRun:
     """The Keras run of ``case``: what each step observed."""
-    return execute(lambda: ADAPTER.build(case.layer, case.dtype, "cpu"), case)
-
-
-def series(run: CaseRun, quantity: str) -> list[float | None]:
-    """A scalar quantity at every step (None where the step did not record it)."""
-    return [float(step[quantity]) if quantity in step else None for step in run.steps]
+    return run_of(ADAPTER, case)
 
 
 # --- entries ------------------------------------------------------------------------------------

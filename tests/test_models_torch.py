@@ -9,11 +9,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-from helpers import cases_from, verdict_of
+from helpers import cases_from, run_of, series, verdict_of
 
 from conformance.adapters.torch import TorchAdapter
 from conformance.model import Case
-from conformance.program import CaseRun, execute
+from conformance.program import CaseRun
 
 ADAPTER = TorchAdapter()
 
@@ -42,12 +42,7 @@ def case_of(text: str) -> Case:
 
 def measured(case: Case) -> CaseRun:
     """The torch run of ``case``: what each step observed."""
-    return execute(lambda: ADAPTER.build(case.layer, case.dtype, "cpu"), case)
-
-
-def series(run: CaseRun, quantity: str) -> list[float | None]:
-    """A scalar quantity at every step (None where the step did not record it)."""
-    return [float(step[quantity]) if quantity in step else None for step in run.steps]
+    return run_of(ADAPTER, case)
 
 
 # --- entries and the mode switch -------------------------------------------------------------
