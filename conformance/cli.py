@@ -10,6 +10,7 @@ import argparse
 import difflib
 import gc
 import json
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -59,6 +60,36 @@ class _Parser(argparse.ArgumentParser):
         return []
 
 
+def positive_seconds(text: str) -> float:
+    """An argparse type: a time limit in seconds, a finite number above 0 (a limit of 0
+    would turn every case into a timeout error)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected seconds above 0, "
+                                         "e.g. 120") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text}: expected seconds above 0, e.g. 120")
+    return value
+
+
+def writable_folder(raw: str, option: str = "--out") -> Path:
+    """``raw`` as a folder the run can write its files into, created if needed; a path that
+    is a file, or where nothing can be written, is a usage error before anything runs."""
+    path = Path(raw)
+    expected = "expected a folder that exists or can be created, and that can be written"
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {raw}: is a file, not a folder; {expected}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".conformance-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{option} {raw}: cannot write there ({exc.strerror or exc}); {expected}") from None
+    return path
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="conformance", description="Cross-framework conformance kit for "
                      "BatchNorm and Dropout train/eval semantics.")
@@ -69,14 +100,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("paths", nargs="*", default=["specs"], help="spec files or folders (default: specs)")
     run.add_argument("--framework", "-f", default="", help="comma-separated, e.g. torch,paddle,tf "
                      "(default: every installed framework)")
+    run.add_argument("-k", dest="keyword", default=None, metavar="EXPR",
+                     help="only cases whose id matches, pytest's grammar: -k 'momentum and not rank2'")
     run.add_argument("--adapter", action="append", default=[], metavar="MODULE:CLASS",
                      help="a third-party adapter class (repeatable)")
     run.add_argument("--device", "-d", default="cpu", help="comma-separated: cpu, gpu (default: cpu)")
     run.add_argument("--out", "-o", default="results", help="folder for results files (default: results)")
     run.add_argument("--expectations", default=None, help="folder of the expected-divergence registry "
                      "(default: ./expectations when it exists)")
-    run.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+    run.add_argument("--timeout", type=positive_seconds, default=120.0, metavar="SECONDS",
                      help="per-case time limit; a case past it is an error and its worker restarts")
+    run.add_argument("--require-device", action="store_true",
+                     help="exit 2 when a framework does not see a device of --device (default: "
+                     "its cases are skipped); for CI jobs on GPU machines")
     run.add_argument("--resume", action="store_true",
                      help="keep the cases an interrupted run already logged in --out and run the rest")
     run.add_argument("--quiet", "-q", action="store_true", help="no per-case progress")
@@ -86,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
 
     lister = sub.add_parser("list", help="list the cases of the specs")
     lister.add_argument("paths", nargs="*", default=["specs"])
+    lister.add_argument("-k", dest="keyword", default=None, metavar="EXPR", help="as for run")
     lister.add_argument("--format", choices=("text", "json"), default="text")
 
     conventions = sub.add_parser("conventions", help="the conventions table measured by the probe cases")
@@ -138,17 +175,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
 
-def load_cases(paths: Sequence[str]) -> list[Case]:
+def load_cases(paths: Sequence[str], keyword: str | None = None) -> list[Case]:
+    """The cases under ``paths`` (files, folders, or ``file.yaml::case`` for one case),
+    those that ``-k keyword`` selects (``conformance.selection``)."""
+    from conformance.selection import SelectionError, by_name, keep_matching, split_path
     from conformance.spec import (
         load_paths,  # numpy, YAML and jsonschema: only when needed
     )
 
-    cases, errors = load_paths(paths)
+    plain = [p for p in paths if split_path(p)[1] is None]
+    cases, errors = load_paths(plain) if plain else ([], [])
+    seen = {c.id for c in cases}
+    for raw in paths:
+        path, name = split_path(raw)
+        if name is None:
+            continue
+        loaded, problems = load_paths([path])
+        errors += problems
+        try:
+            chosen = by_name(loaded, path, name) if not problems else []
+        except SelectionError as exc:
+            raise UsageError(str(exc)) from None
+        cases += [c for c in chosen if c.id not in seen]
+        seen.update(c.id for c in chosen)
     if errors:
         raise SpecErrors(errors)
     if not cases:
         raise UsageError(f"no spec cases found under {', '.join(paths)}; expected .yaml spec files")
-    return cases
+    try:
+        selected = keep_matching(cases, keyword)
+    except SelectionError as exc:
+        raise UsageError(str(exc)) from None
+    if not selected:
+        raise UsageError(f"-k {keyword!r} selects none of the {len(cases)} cases under "
+                         f"{', '.join(paths)}; expected an expression matching case ids, e.g. -k momentum")
+    return selected
 
 
 def parse_devices(text: str) -> list[str]:
@@ -175,13 +236,32 @@ def select_frameworks(names: str, adapters: Sequence[str]) -> list[AdapterRef]:
     return refs
 
 
+def require_installed(refs: Sequence[AdapterRef]) -> None:
+    """Frameworks and adapters the user named explicitly must load: skipping them would
+    turn a typo into a green run that tested nothing. (With no names, the kit runs
+    whatever is installed and skips nothing.)"""
+    missing = [r for r in refs if not r.installed()]
+    if missing:
+        raise UsageError("; ".join(f"{r.name} ({r.target}) was named but is not installed; to "
+                                   f"install it: {r.install_hint}" for r in missing)
+                         + ". Nothing was run (leave out --framework/--adapter to run whatever "
+                         "is installed)")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from conformance.worker import (
         prestart,  # light: spawning comes before the heavy imports
     )
 
     refs = select_frameworks(args.framework, args.adapter)
+    explicit = bool(args.framework or args.adapter)
+    if explicit:
+        require_installed(refs)
     devices = parse_devices(args.device)
+    registry_dir = args.expectations or ("expectations" if Path("expectations").is_dir() else None)
+    from conformance import expectations
+
+    expectations.check_folder(registry_dir)  # a mistake there is bad input, before anything runs
     # the frameworks import (most of a run's start) while the kit imports and the specs load
     workers = prestart(refs, args.timeout)
 
@@ -189,7 +269,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from conformance.runner import print_summary, run
 
     try:
-        cases = load_cases(args.paths)
+        cases = load_cases(args.paths, args.keyword)
+        writable_folder(args.out)  # after the specs: a bad spec leaves no folder behind
     except (SpecErrors, UsageError):
         for worker in workers.values():
             worker.close()
@@ -198,14 +279,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not ref.installed():
             print(f"note: {ref.name} is not installed; its cases are skipped. To install it: "
                   f"{ref.install_hint}", file=sys.stderr)
-    registry_dir = args.expectations or ("expectations" if Path("expectations").is_dir() else None)
     # rich bars per framework on a terminal; nothing when stderr is not one or CI is set
     with live_progress([r.name for r in refs], devices, len(cases), enabled=not args.quiet) as progress:
         outcome = run(cases, refs, devices, args.out, registry_dir, progress, args.timeout, args.resume,
                   workers)
-    print_summary(outcome)
+    print_summary(outcome, details=f"conformance report {args.out}")
     print(f"\nresults written to {args.out}/")
+    refused = unmet_requirements(outcome, explicit, args.require_device)
+    for line in refused:
+        print(f"conformance run: {line}", file=sys.stderr)
+    if refused:
+        return EXIT_USAGE
     return EXIT_FINDINGS if outcome.exit_code else EXIT_OK
+
+
+def unmet_requirements(outcome: Any, explicit: bool, require_device: bool) -> list[str]:
+    """Why the run must exit 2 although it ran: a framework named explicitly that failed to
+    start, or (``--require-device``) a device a framework does not see. The results are
+    written already; these say what the run could not test."""
+    lines = []
+    for doc in outcome.documents:
+        not_run = doc.get("not_run") or {}
+        column = f"{doc['framework']}-{doc['device']}"
+        if explicit and not_run.get("kind") == "startup":
+            lines.append(f"{column}: {doc['framework']} was named but failed to start: "
+                         f"{not_run['reason']}")
+        if require_device and not_run.get("kind") == "device":
+            lines.append(f"{column}: --require-device: {not_run['reason']}")
+    return lines
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -216,7 +317,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    cases = load_cases(args.paths)
+    cases = load_cases(args.paths, args.keyword)
     if args.format == "json":
         print(json.dumps([c.summary() for c in cases], indent=1))
         return EXIT_OK
@@ -243,7 +344,6 @@ def cmd_conventions(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Merge results into one matrix and render it; exit 1 when a cell is unexpected."""
-    import os
     import shutil
 
     from conformance import report
@@ -264,8 +364,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     else:
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--out {args.out}: cannot write the report there ({exc.strerror or exc}); "
+                             "expected a file path in a writable folder") from None
         print(f"{summary_line(matrix)}\n{args.format} report written to {out}")
     return EXIT_FINDINGS if matrix.unexpected() else EXIT_OK
 

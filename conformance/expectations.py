@@ -8,6 +8,7 @@ now conforms is *stale* and does fail it, so the registry follows upstream fixes
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from conformance import yamlines
 from conformance.spec import SpecError, SpecErrors
 
 ENTRY_KEYS = {"case", "versions", "devices", "verdict", "reason", "link"}
+TOP_KEYS = {"framework", "expected"}
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,51 @@ def load(directory: str | Path | None, framework: str) -> list[Expected]:
     path = Path(directory) / f"{framework}.yaml"
     if not path.is_file():
         return []
+    return load_file(path)
+
+
+def check_folder(directory: str | Path | None) -> int:
+    """Load every ``*.yaml`` registry file of ``directory``, before a run starts: a mistake
+    in one is a bad input (``SpecErrors`` with ``file:line``), not a problem found halfway
+    through the run. Returns how many entries there are."""
+    if directory is None or not Path(directory).is_dir():
+        return 0
+    errors: list[SpecError] = []
+    count = 0
+    for path in sorted(Path(directory).glob("*.yaml")):
+        try:
+            count += len(load_file(path))
+        except SpecErrors as exc:
+            errors += exc.errors
+    if errors:
+        raise SpecErrors(errors)
+    return count
+
+
+def load_file(path: Path) -> list[Expected]:
+    """The entries of one registry file, every problem found at once (``SpecErrors``)."""
     file = str(path)
-    doc = yamlines.load_spec_text(path.read_text(encoding="utf-8"), file) or {}
-    entries = doc.get("expected", []) if isinstance(doc, dict) else None
-    if not isinstance(entries, list):
-        raise SpecErrors([SpecError(file, 1, "expected a mapping with a list under 'expected:'")])
+    try:
+        doc = yamlines.load_spec_text(path.read_text(encoding="utf-8"), file)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecErrors([SpecError(file, 1, f"cannot read the registry file ({exc}); expected "
+                                    "a UTF-8 YAML file")]) from None
+    if doc is None:  # an empty registry expects nothing
+        return []
+    if not isinstance(doc, dict):
+        raise SpecErrors([SpecError(file, 1, "expected a mapping with a list of entries under "
+                                    "'expected:' (and optionally 'framework:')")])
+    unknown = sorted(set(map(str, doc)) - TOP_KEYS)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(TOP_KEYS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise SpecErrors([SpecError(file, yamlines.line_of(doc, [unknown[0]]),
+                                    f"unknown top-level key {unknown[0]!r}{hint}; expected "
+                                    f"{' and '.join(sorted(TOP_KEYS))}")])
+    if not isinstance(doc.get("expected"), list):
+        raise SpecErrors([SpecError(file, 1, "expected a mapping with a list of entries under "
+                                    "'expected:' (and optionally 'framework:')")])
+    entries = doc["expected"]
     found, errors = [], []
     for i, item in enumerate(entries):
         line = yamlines.line_of(entries, [i])
@@ -78,12 +120,21 @@ def load(directory: str | Path | None, framework: str) -> list[Expected]:
 def _problem(item: Any) -> str:
     if not isinstance(item, dict):
         return "expected a mapping with case, verdict, reason and link"
-    unknown = set(item) - ENTRY_KEYS
+    unknown = sorted(set(map(str, item)) - ENTRY_KEYS)
     if unknown:
-        return f"unknown keys {sorted(unknown)}; expected some of {sorted(ENTRY_KEYS)}"
+        close = difflib.get_close_matches(unknown[0], sorted(ENTRY_KEYS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown key {unknown[0]!r}{hint}; expected some of {', '.join(sorted(ENTRY_KEYS))}"
     missing = {"case", "verdict", "reason", "link"} - set(item)
     if missing:
         return f"missing {sorted(missing)}; every entry needs a case, verdict, reason and link"
+    wrong = next((k for k in ("case", "verdict", "reason", "link") if not isinstance(item[k], str)
+                  or not item[k].strip()), None)
+    if wrong:
+        return f"{wrong}: got {item[wrong]!r}; expected a non-empty string"
+    devices = item.get("devices", ["cpu", "gpu"])
+    if not isinstance(devices, list) or not devices or any(d not in ("cpu", "gpu") for d in devices):
+        return f"devices: got {devices!r}; expected a list of cpu and/or gpu"
     if item["verdict"] not in ("divergence", "error"):
         return f"verdict {item['verdict']!r}; expected 'divergence' or 'error'"
     try:

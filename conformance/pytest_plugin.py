@@ -1,9 +1,14 @@
 """pytest plugin (entry point ``pytest11``): spec files become test items, one per case,
 framework and device, with ids like ``specs/batchnorm/train_eval.yaml::rank2[torch-cpu]``.
 
-Options: ``--framework torch,paddle`` (default: the installed ones among torch, paddle, tf),
+Options: ``--framework torch,paddle`` (default: the installed ones among torch, paddle, tf;
+a framework named here that is not installed is a usage error, never a skip),
 ``--device cpu,gpu``, ``--conformance-out DIR`` (write results files),
 ``--conformance-expectations DIR`` (default: ./expectations when it exists).
+
+A divergence the registry expects is reported as xfailed; a registry entry whose case now
+conforms fails as stale (strict, as ``conformance run`` does). A mistake in the registry is a
+collection error with its ``file:line``.
 
 pytest loads this module in every run in the environment, so it imports nothing heavy at
 the top: the kit's modules are imported when a spec file is collected.
@@ -37,14 +42,44 @@ def pytest_configure(config: pytest.Config) -> None:
     if not names and device_text == "cpu":
         return
     from conformance.adapters import UnknownFramework, resolve
-    from conformance.cli import UsageError, parse_devices
+    from conformance.cli import UsageError, parse_devices, require_installed
 
     try:
         if names:
-            resolve(names)
+            # named explicitly: a framework that is not installed fails, never skips
+            require_installed(resolve(names))
         parse_devices(device_text)
     except (UnknownFramework, UsageError) as exc:
         raise pytest.UsageError(f"conformance: {exc}") from None
+
+
+def _registry(config: pytest.Config) -> str | None:
+    registry = config.getoption("--conformance-expectations")
+    if registry is None and Path("expectations").is_dir():
+        registry = "expectations"
+    return str(registry) if registry is not None else None
+
+
+_REGISTRY_PROBLEMS = pytest.StashKey[str]()
+
+
+def _registry_problems(config: pytest.Config) -> str:
+    """The registry's problems (``file:line: ...`` lines), checked once, when the first spec
+    file is collected (not at configure time: the plugin loads in every pytest run of the
+    environment, and an unrelated project's ./expectations folder is none of its business)."""
+    if _REGISTRY_PROBLEMS not in config.stash:
+        registry = _registry(config)
+        problems = ""
+        if registry is not None:
+            from conformance.expectations import check_folder
+            from conformance.spec import SpecErrors
+
+            try:
+                check_folder(registry)
+            except SpecErrors as exc:
+                problems = "the expectations registry has problems:\n" + "\n".join(map(str, exc.errors))
+        config.stash[_REGISTRY_PROBLEMS] = problems
+    return config.stash[_REGISTRY_PROBLEMS]
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -77,6 +112,9 @@ class SpecFile(pytest.File):
         from conformance.cli import parse_devices
         from conformance.spec import SpecErrors, load_file
 
+        problems = _registry_problems(self.config)
+        if problems:
+            raise SpecCollectError(problems)
         try:
             cases = load_file(self.path)
         except SpecErrors as exc:
@@ -115,9 +153,7 @@ class SpecItem(pytest.Item):
         sessions = _sessions(self.config)
         if self.ref.name not in sessions:
             out = self.config.getoption("--conformance-out")
-            registry = self.config.getoption("--conformance-expectations")
-            if registry is None and Path("expectations").is_dir():
-                registry = "expectations"
+            registry = _registry(self.config)
             if out:
                 Path(out).mkdir(parents=True, exist_ok=True)
             sessions[self.ref.name] = FrameworkSession(
@@ -126,8 +162,12 @@ class SpecItem(pytest.Item):
 
     def runtest(self) -> None:
         entry = self._session().run_case(self.case, self.device)
-        if entry.get("unexpected"):
+        if entry.get("unexpected"):  # a stale registry entry too: strict, a fixed one fails
             raise SpecFailure(entry)
+        if entry.get("expected") and entry["verdict"] in ("divergence", "error"):
+            expected = entry["expected"]
+            pytest.xfail(f"{entry['verdict']} expected by {expected.get('registry', 'the registry')}: "
+                         f"{str(expected.get('reason', '')).strip()}")
         if entry["verdict"] in ("skipped", "unsupported"):
             pytest.skip(f"{entry['verdict']}: {entry['message']}")
 
@@ -143,8 +183,8 @@ class SpecItem(pytest.Item):
                 lines.append(f"  step {check['step']} {check['quantity']}: max abs error "
                              f"{check.get('max_abs_error')}, max rel error {check.get('max_rel_error')}"
                              f"{' - ' + check['note'] if check.get('note') else ''}")
-        lines.append(f"  reproduce: conformance run {self.case.file} --framework {self.ref.name} "
-                     f"--device {self.device}")
+        lines.append(f"  reproduce: conformance run {self.case.file}::{self.case.name} --framework "
+                     f"{self.ref.name} --device {self.device}")
         return "\n".join(lines)
 
     def reportinfo(self) -> tuple[Path, int, str]:

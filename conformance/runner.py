@@ -72,9 +72,26 @@ class FrameworkSession:
             if self.worker is not None and not self.startup_problem and device in self.info["devices"]:
                 environment = self.worker.environment(device)
             self.documents[device] = results.new_results(self.info, device, environment)
+            not_run = self._not_run(device)
+            if not_run:
+                self.documents[device]["not_run"] = not_run
             if self.out_dir is not None:
                 self.finished[device] = self._restart_log(device)
         return self.documents[device]
+
+    def _not_run(self, device: str) -> dict[str, str] | None:
+        """Why no case of ``device`` runs (``kind``: framework, startup or device), or None."""
+        if self.skip_reason:
+            return {"kind": "framework", "reason": self.skip_reason}
+        if self.startup_problem:
+            return {"kind": "startup", "reason": self.startup_problem}
+        if device not in self.info["devices"]:
+            return {"kind": "device", "reason": self._no_device_reason(device)}
+        return None
+
+    def _no_device_reason(self, device: str) -> str:
+        return (f"{self.ref.name} sees no {device} here (visible: {', '.join(self.info['devices'])}); "
+                f"run on a machine with a {device} and a {device}-enabled build of {self.ref.name}")
 
     def _restart_log(self, device: str) -> dict[str, dict[str, Any]]:
         """With ``resume``, the cases a killed run already logged (same framework version);
@@ -134,16 +151,15 @@ class FrameworkSession:
     def _without_worker(self, case: Case, device: str) -> dict[str, Any] | None:
         """The entry of a case that cannot run here (framework, device or spec says so)."""
         if self.skip_reason:
-            return _entry(case, "skipped", self.skip_reason)
+            return _entry(case, "skipped", self.skip_reason, skip_kind="framework")
         if self.startup_problem:
             return _entry(case, "error", self.startup_problem,
                           error={"kind": "startup", "message": self.startup_problem})
         if device not in self.info["devices"]:
-            return _entry(case, "skipped", f"{self.ref.name} sees no {device} here (visible: "
-                          f"{', '.join(self.info['devices'])}); run on a machine with a {device} "
-                          f"and a {device}-enabled build of {self.ref.name}")
+            return _entry(case, "skipped", self._no_device_reason(device), skip_kind="device")
         if device not in case.devices:
-            return _entry(case, "skipped", f"the spec limits this case to {', '.join(case.devices)}")
+            return _entry(case, "skipped", f"the spec limits this case to {', '.join(case.devices)}",
+                          skip_kind="spec")
         return None
 
     def finish(self) -> list[dict[str, Any]]:
@@ -224,29 +240,37 @@ def run(cases: list[Case], refs: list[AdapterRef], devices: list[str], out_dir: 
     return outcome
 
 
-def print_summary(outcome: RunOutcome, stream: TextIO | None = None) -> None:
-    """Case x framework-device table of verdicts, then every unexpected result explained."""
+def print_summary(outcome: RunOutcome, stream: TextIO | None = None, details: str = "") -> None:
+    """Case x framework-device table of verdicts (marked as the report marks them, with the
+    convention that explains a cell), why cases were skipped, every unexpected result, and
+    the command that shows the details (``details``)."""
+    from conformance.report.findings import cell_text, skip_reasons
+
     stream = stream or sys.stdout  # looked up now: tests and tools replace sys.stdout
     columns = [f"{d['framework']}-{d['device']}" for d in outcome.documents]
-    verdicts: dict[str, dict[str, str]] = {}
+    cells: dict[str, dict[str, str]] = {}
     counts: dict[str, int] = {}
     for column, doc in zip(columns, outcome.documents):
         for case in doc["cases"]:
-            mark = case["verdict"] + ("*" if case.get("expected") and not case.get("stale") else "")
-            mark += " STALE" if case.get("stale") else ""
-            verdicts.setdefault(case["id"], {})[column] = mark
+            cells.setdefault(case["id"], {})[column] = cell_text(case)
             counts[case["verdict"]] = counts.get(case["verdict"], 0) + 1
-    width = max([len(k) for k in verdicts] + [4])
-    colw = max([len(c) for c in columns] + [16])
-    stream.write("case".ljust(width) + "  " + "  ".join(c.ljust(colw) for c in columns) + "\n")
-    for case_id, row in verdicts.items():
+    width = max([len(k) for k in cells] + [4])
+    widths = [max([len(column), 16] + [len(row.get(column, "")) for row in cells.values()])
+              for column in columns]
+    stream.write("case".ljust(width) + "  " + "  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
+    for case_id, row in cells.items():
         stream.write(case_id.ljust(width) + "  "
-                     + "  ".join(row.get(c, "-").ljust(colw) for c in columns) + "\n")
+                     + "  ".join(row.get(c, "-").ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
     stream.write("\n" + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())) + "\n")
-    if any(c.get("expected") for d in outcome.documents for c in d["cases"]):
-        stream.write("(* expected: listed in the expectations registry)\n")
+    stream.write("(verdict* expected by the registry, verdict! unexpected, STALE a registry entry no "
+                 "longer needed)\n")
+    skipped = skip_reasons([(c, d["cases"]) for c, d in zip(columns, outcome.documents)])
+    for line in skipped:
+        stream.write(f"skipped: {line}\n")
     for column, case in outcome.unexpected:
         stream.write(f"\nUNEXPECTED {case['verdict']}{' (stale)' if case.get('stale') else ''} "
                      f"{case['id']} [{column}] ({case['file']}:{case['line']}):\n  {case.get('message', '')}\n")
     for problem in outcome.problems:
         stream.write(f"\nPROBLEM {problem}\n")
+    if details and outcome.documents:
+        stream.write(f"\ndetails (what differs, from which step, the fix, a snippet): {details}\n")

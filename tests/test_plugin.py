@@ -93,3 +93,68 @@ def test_results_are_written_when_asked(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", bn=SPEC)
     pytester.runpytest_subprocess("--framework", "numpy", "--conformance-out", "out")
     assert (pytester.path / "out" / "numpy-cpu.json").is_file()
+
+
+REGISTRY = """framework: numpy
+expected:
+  - case: "*::exact_float32"
+    verdict: divergence
+    reason: the stand-in rounds its float32 results
+    link: https://example.invalid/float32
+  - case: "*::good"
+    verdict: divergence
+    reason: an entry whose case conforms
+    link: https://example.invalid/stale
+"""
+
+
+def test_registered_divergences_are_xfail_and_stale_entries_fail(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", bn=SPEC)
+    pytester.makeconftest(RECORDER)
+    (pytester.path / "expectations").mkdir()
+    (pytester.path / "expectations" / "numpy.yaml").write_text(REGISTRY)
+    result = pytester.runpytest_subprocess("--framework", "numpy", "-p", "no:cacheprovider", "-rxX")
+    result.assert_outcomes(failed=1, xfailed=1)
+    result.stdout.fnmatch_lines(["*XFAIL*exact_float32*expected by*numpy.yaml:3*stand-in rounds*"])
+    failure = recorded(pytester)["bn.yaml::good[numpy-cpu]"]["text"]
+    assert "stale expectation" in failure and "remove or update the entry" in failure
+
+
+def test_a_registry_mistake_is_a_collection_error_with_its_line(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", bn=SPEC)
+    (pytester.path / "expectations").mkdir()
+    (pytester.path / "expectations" / "numpy.yaml").write_text(REGISTRY.replace("    reason:", "    reasn:", 1))
+    result = pytester.runpytest_subprocess("--framework", "numpy", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*numpy.yaml:3: expected[[]0[]]: unknown key 'reasn' (did you mean 'reason'?)*"])
+
+
+def test_a_named_framework_that_is_not_installed_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", bn=SPEC)
+    # conftest modules load before the plugin's pytest_configure: torch "is not installed"
+    pytester.makeconftest("from conformance.adapters import AdapterRef\n"
+                          "AdapterRef.installed = lambda self: self.name != 'torch'\n")
+    result = pytester.runpytest_subprocess("--framework", "numpy,torch", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    refusal = ("*torch (conformance.adapters.torch:TorchAdapter) was named but is not installed; "
+               "to install it: pip install*")
+    result.stderr.fnmatch_lines([refusal])
+
+
+def test_the_reproduce_line_runs_the_one_failing_case(pytester: pytest.Pytester) -> None:
+    import subprocess
+    import sys
+
+    pytester.makefile(".yaml", bn=SPEC)
+    pytester.makeconftest(RECORDER)
+    pytester.runpytest_subprocess("--framework", "numpy", "-p", "no:cacheprovider")
+    failure = recorded(pytester)["bn.yaml::exact_float32[numpy-cpu]"]["text"]
+    command = re.search(r"reproduce: conformance run (.*)", failure)
+    assert command, failure
+    assert "bn.yaml::exact_float32" in command[1]
+    done = subprocess.run([sys.executable, "-m", "conformance", "run", *command[1].split(), "-q",
+                           "--out", str(pytester.path / "out")], check=False, capture_output=True, text=True,
+                          cwd=pytester.path, timeout=120)
+    assert done.returncode == 1, done.stderr
+    logged = json.loads((pytester.path / "out" / "numpy-cpu.json").read_text())
+    assert [c["id"].split("::")[1] for c in logged["cases"]] == ["exact_float32"]

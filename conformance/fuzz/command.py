@@ -11,6 +11,8 @@ DEFAULT_BUDGET_S = 60.0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from conformance.cli import positive_seconds
+
     fuzz = sub.add_parser("fuzz", help="explore layer configurations on frameworks and write each "
                           "new divergence as a minimal spec")
     fuzz.add_argument("--framework", "-f", default="", help="comma-separated, e.g. torch,paddle,tf "
@@ -28,14 +30,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     fuzz.add_argument("--specs", action="append", default=None, metavar="PATH",
                       help="the corpus whose registered cases tell which divergences are known "
                       "(default: ./specs when it exists)")
-    fuzz.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+    fuzz.add_argument("--timeout", type=positive_seconds, default=60.0, metavar="SECONDS",
                       help="per-configuration time limit in each worker")
     fuzz.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr")
 
 
 def run(args: argparse.Namespace) -> int:
     """Search, shrink, write; exit 1 when something new was found, 0 when not."""
-    from conformance.cli import EXIT_FINDINGS, EXIT_OK, UsageError, select_frameworks
+    from conformance.cli import (
+        EXIT_FINDINGS,
+        EXIT_OK,
+        UsageError,
+        require_installed,
+        select_frameworks,
+        writable_folder,
+    )
 
     if args.budget <= 0:
         raise UsageError(f"--budget {args.budget:g}: expected a number of seconds above 0")
@@ -47,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
     from conformance.fuzz.write import summary_text, write_findings, write_summary
 
     refs = select_frameworks(args.framework, args.adapter)
+    if args.framework or args.adapter:
+        require_installed(refs)
+    writable_folder(args.out)
     registry_dir = args.expectations or ("expectations" if Path("expectations").is_dir() else None)
     lanes = Lanes(refs, Path(registry_dir) if registry_dir else None, args.device, args.timeout)
     try:

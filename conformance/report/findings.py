@@ -65,6 +65,30 @@ def mark(entry: dict[str, Any] | None) -> str:
     return verdict + ("*" if entry.get("expected") else "")
 
 
+def cell_text(entry: dict[str, Any] | None) -> str:
+    """``mark`` plus the conventions that explain the cell, without their prefix:
+    ``convention: running_var_estimator=biased``, ``divergence!: momentum_weights=old``."""
+    text = mark(entry)
+    explained = (entry or {}).get("explained_by")
+    if isinstance(explained, dict) and explained:
+        text += ": " + ", ".join(f"{str(k).split('.', 1)[-1]}={v}" for k, v in explained.items())
+    return text
+
+
+def skip_reasons(columns: list[tuple[str, list[dict[str, Any]]]]) -> list[str]:
+    """One line per column and reason why cases did not run: ``torch-gpu, 81 case(s):
+    torch sees no gpu here ...``, from ``(column label, entries)`` pairs."""
+    lines = []
+    for label, entries in columns:
+        reasons: dict[str, int] = {}
+        for entry in entries:
+            if entry.get("verdict") == "skipped":
+                reason = str(entry.get("message") or "no reason given")
+                reasons[reason] = reasons.get(reason, 0) + 1
+        lines += [f"{label}, {n} case(s): {reason}" for reason, n in reasons.items()]
+    return lines
+
+
 def rows_worst_first(matrix: Matrix) -> list[str]:
     """Case ids ordered by their worst cell, then in spec order."""
     order = {case_id: i for i, case_id in enumerate(matrix.case_ids)}

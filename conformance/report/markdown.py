@@ -15,6 +15,7 @@ from conformance.report.findings import (
     mark,
     rows_worst_first,
     severity,
+    skip_reasons,
     summary_line,
 )
 from conformance.report.merge import Matrix
@@ -41,6 +42,9 @@ def render(matrix: Matrix) -> str:
         lines.append(_row([f"`{case_id}`", *cells]))
     lines += ["", ("`*` expected by the registry, `!` unexpected, `STALE` a registry entry no longer "
               "needed, `-` no result."), ""]
+    skipped = skip_reasons([(col.label, list(col.cases.values())) for col in matrix.columns])
+    if skipped:
+        lines += ["### Skipped", ""] + [f"- {_escape(line)}" for line in skipped] + [""]
     single, groups = grouped(findings(matrix))
     if single:
         lines += ["### Divergences and errors, worst first", ""]

@@ -24,6 +24,7 @@ from conformance.report.findings import (
     mark,
     rows_worst_first,
     severity,
+    skip_reasons,
     summary_line,
 )
 from conformance.report.merge import Matrix
@@ -42,6 +43,8 @@ def render(matrix: Matrix, color: bool = False, width: int | None = None) -> str
     console.print(_matrix(matrix))
     console.print("verdict* expected by the registry   verdict! unexpected   STALE registry entry no "
                   "longer needed   - no result", style="dim")
+    for line in skip_reasons([(col.label, list(col.cases.values())) for col in matrix.columns]):
+        console.print(f"skipped: {line}", style="dim")
     single, groups = grouped(findings(matrix))
     if single:
         console.rule("Divergences and errors, worst first", align="left")
