@@ -32,6 +32,7 @@ class Specs:
     """Spec files loaded on first use, one load per file (``None``: it cannot be loaded)."""
 
     cases: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    runs: dict[tuple[str, frozenset[tuple[str, str]]], Any] = field(default_factory=dict)
 
     def case(self, file: str, case_id: str) -> Any:
         """The Case ``case_id`` of spec file ``file``, or None."""
@@ -39,9 +40,20 @@ class Specs:
             self.cases[file] = _load(file)
         return (self.cases[file] or {}).get(case_id)
 
+    def run(self, case: Any, changes: dict[str, str]) -> Any:
+        """The reference run of ``case`` under ``changes``, made once for every column that
+        documents the same changes."""
+        from conformance.explain import ReferenceRuns
+
+        key = (case.id, frozenset(changes.items()))
+        if key not in self.runs:
+            self.runs[key] = ReferenceRuns(case).under(changes)
+        return self.runs[key]
+
 
 def _load(file: str) -> dict[str, Any] | None:
-    from conformance.errors import SpecErrors  # the spec loader costs ~0.3 s: load it only here
+    # the spec loader costs ~0.3 s: imported only for a report with plots
+    from conformance.errors import SpecErrors
     from conformance.spec import load_file
 
     if not Path(file).is_file():
@@ -57,7 +69,7 @@ def reference(matrix: Matrix, case_id: str, column: Column, quantities: tuple[st
     """The reference of ``case_id`` under ``column``'s documented conventions, at the steps of
     the column's series; None where nothing documented differs from the case's conventions,
     the spec cannot be found or the reference cannot run the case under them."""
-    from conformance.explain import ReferenceRuns, documented_changes
+    from conformance.explain import documented_changes
 
     entry = matrix.cell(case_id, column) or {}
     series = entry.get("series") or {}
@@ -67,7 +79,7 @@ def reference(matrix: Matrix, case_id: str, column: Column, quantities: tuple[st
     changes = documented_changes(case, column.documented or {})
     if not changes:
         return None
-    run = ReferenceRuns(case).under(changes)
+    run = specs.run(case, changes)
     if run.status != "ok":
         return None
     values = {q: [run.steps[i][q].tolist() if i < len(run.steps) and q in run.steps[i] else None

@@ -86,6 +86,9 @@ def curves(matrix: Matrix, case_id: str, quantity: str, specs: Specs) -> list[Cu
             names = ", ".join(f"{k}={v}" for k, v in under.changes.items())
             curve = Curve(svg.Style(f"{style.css} d", "plus", 4.0, ""), steps, per_step(under.values[quantity], steps))
             _add_documented(documented, curve, col, names)
+    # a documented reference that the spec's gives too adds nothing (the running mean under
+    # another variance estimator, say)
+    documented = [d for d in documented if not any(_same(d[0], r) for r, _ in references)]
     out = [_labelled(c, REFERENCE.css, REFERENCE.label if len(references) == 1
                      else f"reference for {', '.join(cols)}") for c, cols in references]
     out += [_labelled(c, c.style.css, f"reference under {names}, documented by {', '.join(cols)}")

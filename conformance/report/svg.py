@@ -27,7 +27,7 @@ class Style:
 
 @dataclass
 class Line:
-    """Points (x, y) of one line; a y of None or a non-finite one breaks the line there."""
+    """Points (x, y) of one line; a y of None or one not ``drawable`` breaks the line there."""
 
     style: Style
     xs: Sequence[float]
@@ -47,7 +47,7 @@ class Box:
 def num(value: float) -> str:
     """A coordinate to 0.1 px, without a trailing ``.0``."""
     text = f"{value:.1f}"
-    return "0" if text == "-0.0" else text[:-2] if text.endswith(".0") else text
+    return "0" if text == "-0.0" else text.removesuffix(".0")
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -66,25 +66,39 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
 
 
 def tick_labels(ticks: Sequence[float]) -> list[str]:
-    """The shortest ``g`` formatting under which every tick reads differently."""
+    """The shortest ``g`` formatting under which every tick reads differently, without an
+    exponent between 1e-4 and 1e6 (``200``, not ``2e+02``)."""
     for digits in range(1, 16):
-        labels = [f"{t:.{digits}g}" for t in ticks]
+        labels = [_plain(t, digits) for t in ticks]
         if len(set(labels)) == len(labels):
             return labels
     return [repr(t) for t in ticks]
+
+
+def _plain(value: float, digits: int) -> str:
+    text = f"{value:.{digits}g}"
+    if "e" in text and 1e-4 <= abs(value) < 1e6:
+        text = f"{float(text):f}".rstrip("0").rstrip(".")
+    return text
 
 
 def value_range(values: Sequence[float], least: float = 1e-3) -> tuple[float, float]:
     """The finite values' extent, padded by 8 % so that no point sits on the frame, and at
     least ``least`` times the largest magnitude wide (1e-6 at 0): rounding noise of float32
     (1e-7 relative) stays a flat line instead of filling the panel."""
-    finite = [v for v in values if math.isfinite(v)]
+    finite = [v for v in values if drawable(v)]
     if not finite:
         return 0.0, 1.0
     low, high = min(finite), max(finite)
     span = max(high - low, least * max(abs(low), abs(high)), 1e-6)
     middle = (low + high) / 2
     return middle - span * 0.58, middle + span * 0.58
+
+
+def drawable(value: float) -> bool:
+    """Finite, and small enough that scaling it cannot overflow (a value beyond 1e300 breaks
+    the line as a NaN does)."""
+    return math.isfinite(value) and abs(value) < 1e300
 
 
 def marker(shape: str, x: float, y: float, r: float) -> str:
@@ -131,14 +145,15 @@ def panel(box: Box, title: str, lines: Sequence[Line], x_range: tuple[float, flo
     y_low, y_high = value_range([y for line in lines for y in line.ys if y is not None])
     ticks = nice_ticks(y_low, y_high)
     labels = tick_labels(ticks)
-    left = box.x + 10 + CHAR_WIDTH * max(map(len, labels))
+    left = round(box.x + 10 + CHAR_WIDTH * max(map(len, labels)))
     top, right, bottom = box.y + 20, box.x + box.width - 8, box.y + box.height - 32
 
+    # whole pixels: finer positions add bytes, not legibility
     def sx(x: float) -> float:
-        return left + (x - x_range[0]) / (x_range[1] - x_range[0]) * (right - left)
+        return round(left + (x - x_range[0]) / (x_range[1] - x_range[0]) * (right - left))
 
     def sy(y: float) -> float:
-        return bottom - (y - y_low) / (y_high - y_low) * (bottom - top)
+        return round(bottom - (y - y_low) / (y_high - y_low) * (bottom - top))
 
     middle = num((left + right) / 2)
     parts = [f'<text x="{middle}" y="{num(box.y + 13)}" class="t">{escape(title)}</text>']
@@ -159,7 +174,7 @@ def panel(box: Box, title: str, lines: Sequence[Line], x_range: tuple[float, flo
 
 def _line(line: Line, sx: Callable[[float], float], sy: Callable[[float], float]) -> str:
     """The line's path (class ``l``) and its markers in a group of the style's class."""
-    points = [(sx(x), sy(y)) if y is not None and math.isfinite(y) else None
+    points = [(sx(x), sy(y)) if y is not None and drawable(y) else None
               for x, y in zip(line.xs, line.ys)]
     path, pen = [], "M"
     for point in points:
