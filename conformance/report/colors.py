@@ -5,7 +5,7 @@ cells (an error the registry expects is told apart from an expected divergence),
 category has its own hue, so that no error size can make a cell look like another verdict:
 a documented convention is blue however large its error, never the red of an unexpected
 divergence; an error is purple, never the grey of "no values". Within the hue the cell is
-darker the larger its error, measured as the text report measures it (``findings.magnitude``:
+darker the larger its error (an error raised has no size: always the darkest), measured as the text report measures it (``findings.magnitude``:
 the worst absolute error, an error counting as infinite) on a log scale from ``LOW`` to
 ``HIGH``.
 """
@@ -38,8 +38,8 @@ CATEGORIES = (
     Category("error", "error expected by the registry", "#e3c9ef", "#6a2c8e"),
     Category("convention", "documented convention", "#cfe1f2", "#1f5f99"),
     Category("unsupported", "unsupported by the framework", "#e9dfc4", "#e9dfc4"),
-    Category("conforms", "conforms (or refused as the spec expects)", "#cdeac5", "#cdeac5"),
     Category("none", "no values: skipped, or no result", "#eeeeee", "#eeeeee"),
+    Category("conforms", "conforms (or refused as the spec expects)", "#cdeac5", "#cdeac5"),
 )
 BY_KEY = {c.key: c for c in CATEGORIES}
 
@@ -52,6 +52,12 @@ def category(entry: dict[str, Any] | None) -> Category:
     if level == 1:
         return BY_KEY["error" if entry.get("verdict") == "error" else "expected"]
     return BY_KEY[("unexpected", "", "convention", "unsupported", "", "conforms")[level]]
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG contrast ratio of two colours, 1 to 21."""
+    lighter, darker = sorted((luminance(a), luminance(b)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
 
 
 def shade(error: float) -> float:
@@ -88,4 +94,4 @@ def cell_color(entry: dict[str, Any] | None) -> tuple[str, str]:
     """(background, text colour) of a matrix cell: the category's hue, shaded by the error."""
     cat = category(entry)
     background = mix(cat.light, cat.dark, shade(magnitude(entry)))
-    return background, "#ffffff" if luminance(background) < 0.2 else "#1a1a1a"
+    return background, max(("#1a1a1a", "#ffffff"), key=lambda text: contrast(background, text))
