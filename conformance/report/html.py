@@ -78,7 +78,8 @@ def _filters(matrix: Matrix) -> str:
                     f"{escape(c.label)}</label>" for i, c in enumerate(matrix.columns))
     return ('<form id="filters"><label><input type="checkbox" name="unexpected"> unexpected only</label>'
             '<label><input type="checkbox" name="conventions"> hide conventions</label>'
-            f'<span>columns: {boxes}</span> <span id="count"></span></form>')
+            f'<span>columns: {boxes}</span> <span id="count"></span></form>'
+            "<noscript><p>The filters need JavaScript; without it the page shows everything.</p></noscript>")
 
 
 def _legend() -> str:
