@@ -1,6 +1,7 @@
 """A small SVG line-chart writer for the HTML report: panels with axes, ticks, labelled
 lines and markers, drawn as text with no dependency. The output is deterministic (the same
-data give the same bytes) and compact (coordinates to 0.1 px, one ``<g>`` per line)."""
+data give the same bytes) and compact (points on whole pixels, marker shapes to 0.1 px,
+one ``<g>`` per line, styles as classes)."""
 
 from __future__ import annotations
 
