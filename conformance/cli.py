@@ -348,7 +348,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from conformance import report
     from conformance.report.findings import summary_line
-    from conformance.report.plots import MissingDependency
 
     terminal = args.out is None and args.format == "text" and sys.stdout.isatty()
     try:
@@ -358,8 +357,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     except report.ResultsFileError as exc:  # already "file: what is wrong; expected ..."
         print(exc, file=sys.stderr)
         return EXIT_USAGE
-    except MissingDependency as exc:
-        raise UsageError(str(exc)) from None
     if args.out is None:
         sys.stdout.write(text)
     else:

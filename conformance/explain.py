@@ -133,17 +133,24 @@ def explain(case: Case, run: CaseRun, documented: dict[str, dict[str, str]] | No
 
 def _documented_explanation(case: Case, run: CaseRun,
                             documented: dict[str, dict[str, str]]) -> dict[str, str] | None:
-    """The smallest subset of the framework's documented changes (documented values that
-    differ from the case's conventions) under which the reference reproduces the run."""
-    current = base_settings(case)
-    changes = [(k, documented[k]["value"]) for k in convention_keys(case)
-               if is_documented({k: documented.get(k, {}).get("value", "")}, documented)
-               and documented[k]["value"] != current[k] and documented[k]["value"] in CONVENTION_VALUES[k]]
+    """The smallest subset of the framework's documented changes (``documented_changes``)
+    under which the reference reproduces the run."""
+    changes = list(documented_changes(case, documented).items())
     for size in range(1, min(len(changes), MAX_CHANGES) + 1):
         for subset in itertools.combinations(changes, size):
             if reproduces(case, run, {**case.reference, **dict(subset)}):
                 return dict(subset)
     return None
+
+
+def documented_changes(case: Case, documented: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The conventions the framework documents (at a link) that can matter to the case and
+    differ from the case's own: the reference under them is what the framework's documentation
+    predicts for the case."""
+    current = base_settings(case)
+    return {k: documented[k]["value"] for k in convention_keys(case)
+            if is_documented({k: documented.get(k, {}).get("value", "")}, documented)
+            and documented[k]["value"] != current[k] and documented[k]["value"] in CONVENTION_VALUES[k]}
 
 
 class ReferenceRuns:

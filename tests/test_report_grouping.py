@@ -148,9 +148,8 @@ def test_html_json_and_junit_keep_every_cell(many: Path) -> None:
     assert sum(v == {"torch-cpu": "divergence"} for v in data["matrix"].values()) == 22
     junit = render(matrix, "junit")
     assert junit.count("<failure") == 22
-    pytest.importorskip("matplotlib")
     page = render(matrix, "html")
-    assert page.count("<summary") >= 22 and page.count("Reproduce with torch") == 22
+    assert page.count('<div class="cell"') == 22 and page.count("Reproduce with torch") == 22
 
 
 def test_a_group_the_registry_partly_expects_keeps_each_case_mark(tmp_path: Path) -> None:
@@ -231,7 +230,6 @@ def test_partly_explained_by_is_shown_in_the_cell_details(tmp_path: Path) -> Non
     assert all(f"  fits partly: {line}" in text for line in PARTLY_LINES)
     md = render(matrix, "md")
     assert all(f"- **fits partly**: {line}" in md for line in PARTLY_LINES)
-    pytest.importorskip("matplotlib")
     page = render(matrix, "html")
     assert all(f"<dt>fits partly</dt><dd>{line.replace(chr(39), '&#x27;')}</dd>" in page for line in PARTLY_LINES)
 

@@ -4,7 +4,7 @@
 on one device on one machine), ``findings`` orders cells worst first and describes the
 non-conforming ones, ``snippets`` writes code in each framework's own API that reproduces a
 case, and one module per format renders the matrix: ``text`` (rich), ``markdown``,
-``html`` (matplotlib pictures, embedded), ``jsonfmt`` and ``junit``. ``progress`` is the
+``html`` (one self-contained page, SVG plots), ``jsonfmt`` and ``junit``. ``progress`` is the
 live display of ``conformance run``.
 
 Formats are imported on use, so that importing this package costs nothing.
