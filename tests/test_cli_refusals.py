@@ -76,8 +76,9 @@ def test_a_missing_device_is_skipped_and_its_reason_shown(specs: Path, tmp_path:
     assert "skipped: numpy-gpu, 4 case(s): numpy sees no gpu here (visible: cpu)" in printed
     assert main(["report", str(out)]) == 0
     assert "skipped: numpy-gpu, 4 case(s): numpy sees no gpu here" in capsys.readouterr().out
-    assert main(["report", str(out), "--format", "md"]) == 0
-    assert "numpy sees no gpu here" in capsys.readouterr().out
+    for fmt in ("md", "html"):
+        assert main(["report", str(out), "--format", fmt]) == 0
+        assert "numpy-gpu, 4 case(s): numpy sees no gpu here" in capsys.readouterr().out
 
 
 def test_require_device_fails_the_run_when_a_device_is_missing(specs: Path, tmp_path: Path,

@@ -27,6 +27,7 @@ from conformance.report.findings import (
     mark,
     rows_worst_first,
     severity,
+    skip_reasons,
     summary_line,
 )
 from conformance.report.html_assets import CSP, CSS, SCRIPT
@@ -46,8 +47,11 @@ def render(matrix: Matrix) -> str:
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              "<title>Conformance report</title>", f"<style>{CSS}\n{plots.css()}</style></head><body>",
              "<h1>Conformance report</h1>", f"<p>{escape(summary_line(matrix))}</p>",
-             _sources(matrix), "<h2>Matrix</h2>", _filters(matrix), _legend(), _matrix(matrix, rows, anchors),
-             "<h2>Details, worst first</h2>"]
+             _sources(matrix), "<h2>Matrix</h2>", _filters(matrix), _legend(), _matrix(matrix, rows, anchors)]
+    skipped = skip_reasons([(col.label, list(col.cases.values())) for col in matrix.columns])
+    if skipped:
+        parts += ['<h3 id="skipped">Skipped</h3><ul>'] + [f"<li>{escape(line)}</li>" for line in skipped] + ["</ul>"]
+    parts.append("<h2>Details, worst first</h2>")
     parts += [_section(matrix, case_id, anchors[case_id], shown, specs) for case_id in rows]
     notes = list(matrix.notes) + [f"{file}: not found or not a valid spec here, so the plots of its cases "
                                   "lack the reference under the frameworks' documented conventions"
