@@ -29,6 +29,7 @@ import numpy as np
 from conformance.adapters.base import LayerHandle
 from conformance.adapters.numpy import reference_handle
 from conformance.model import Case, DropoutSpec, Step, Tolerance
+from conformance.numbers import pair
 from conformance.program import CaseRun, execute, run_steps
 from conformance.reference import (
     DropoutConventions,
@@ -68,8 +69,9 @@ class QuantityCheck:
         if self.note:
             return f"{where}: {self.note}"
         at = f" at {tuple(self.worst_index)}" if self.worst_index is not None else ""
+        observed, expected = pair(self.observed, self.expected)
         return (f"{where}: max abs error {self.max_abs_error:.3g}, max rel error "
-                f"{self.max_rel_error:.3g}{at} (observed {self.observed!r}, expected {self.expected!r})")
+                f"{self.max_rel_error:.3g}{at} (observed {observed}, expected {expected})")
 
 
 def compare_arrays(step: int, quantity: str, observed: np.ndarray, expected: np.ndarray,

@@ -124,3 +124,27 @@ class Slow(NumpyAdapter):
     def build(self, layer: LayerSpec, dtype: str, device: str) -> Any:
         time.sleep(0.25)
         return super().build(layer, dtype, device)
+
+
+class _ImpreciseVariance:
+    """The running variance read back 0.1% too large: a precision error, on top of a
+    documented convention."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def forward(self, x: np.ndarray, mode: Mode, grad_output: np.ndarray | None) -> dict[str, np.ndarray]:
+        return self.inner.forward(x, mode, grad_output)
+
+    def state(self) -> dict[str, np.ndarray]:
+        state = dict(self.inner.state())
+        if "running_var" in state:
+            state["running_var"] = state["running_var"] * 1.001
+        return state
+
+
+class BiasedDocumentedImprecise(BiasedDocumented):
+    name = "biased_documented_imprecise"
+
+    def build(self, layer: LayerSpec, dtype: str, device: str) -> Any:
+        return _ImpreciseVariance(super().build(layer, dtype, device))

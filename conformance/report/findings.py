@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from conformance.numbers import pair
 from conformance.report.merge import Column, Matrix, is_unexpected
 from conformance.report.snippets import snippet
 
@@ -136,7 +137,8 @@ class Finding:
             lines.append(("error", (f"max abs {_num(worst.get('max_abs_error'))}, max rel "
                           f"{_num(worst.get('max_rel_error'))} at {worst.get('quantity')} step "
                           f"{worst.get('step')} index {tuple(worst.get('worst_index') or ())} "
-                          f"(observed {_num(worst.get('observed'))}, expected {_num(worst.get('expected'))})")))
+                          "(observed {}, expected {})".format(*pair(worst.get("observed"), worst.get("expected"))))))
+        lines += self._residual()
         if "first_divergent_step" in e:
             lines.append(("starts at step", str(e["first_divergent_step"])))
         error = e.get("error") or {}
@@ -149,6 +151,14 @@ class Finding:
             lines.append(("registry", f"{exp.get('registry', '')}: {str(exp.get('reason', '')).strip()} "
                           f"{exp.get('link', '')}".strip()))
         return lines
+
+    def _residual(self) -> list[tuple[str, str]]:
+        """What differs still under the framework's documented conventions (``residual``)."""
+        residual = self.entry.get("residual")
+        if not isinstance(residual, dict) or not isinstance(residual.get("worst"), dict):
+            return []
+        after = ", ".join(f"{k}={v}" for k, v in (residual.get("after") or {}).items())
+        return [(f"after the documented {after}", residual_text(residual))]
 
     def _explanation(self) -> list[tuple[str, str]]:
         e = self.entry
@@ -182,6 +192,10 @@ class Finding:
             parts.append(f"max abs {_num(worst.get('max_abs_error'))}, max rel {_num(worst.get('max_rel_error'))}")
         if "first_divergent_step" in e:
             parts.append(f"from step {e['first_divergent_step']}")
+        residual = e.get("residual")
+        if isinstance(residual, dict) and isinstance(residual.get("worst"), dict):
+            after = ", ".join(f"{k}={v}" for k, v in (residual.get("after") or {}).items())
+            parts.append(f"after the documented {after}: {residual_text(residual)}")
         return "; ".join(parts)
 
     def snippet(self) -> str:
@@ -383,6 +397,15 @@ def summary_line(matrix: Matrix) -> str:
     parts = [f"{n} {v}" for v, n in sorted(c.items()) if v != "unexpected" and n]
     return (f"{len(matrix.case_ids)} cases x {len(matrix.columns)} columns: " + ", ".join(parts)
             + f"; {c['unexpected']} unexpected")
+
+
+def residual_text(residual: dict[str, Any]) -> str:
+    """``running_var at step 3: max abs 2.1e-06, max rel 3e-06 (observed 0.70001, expected
+    0.7)``: the worst difference left under the documented conventions."""
+    worst = residual["worst"]
+    observed, expected = pair(worst.get("observed"), worst.get("expected"))
+    return (f"{worst.get('quantity')} at step {worst.get('step')}: max abs {_num(worst.get('max_abs_error'))}, "
+            f"max rel {_num(worst.get('max_rel_error'))} (observed {observed}, expected {expected})")
 
 
 def _num(value: Any) -> str:
