@@ -335,10 +335,24 @@ def cmd_conventions(args: argparse.Namespace) -> int:
         documents = load_runs(args.paths)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    table = conventions.rows(documents)
-    render = {"json": conventions.to_json, "md": conventions.to_markdown,
-              "doc": lambda t: conventions.to_document(t, documents)}[args.format]
-    print(render(table), end="")
+    render = {"json": lambda t, _: conventions.to_json(t), "md": lambda t, _: conventions.to_markdown(t),
+              "doc": conventions.to_document}[args.format]
+    unreadable = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+    try:
+        text = render(conventions.rows(documents), documents)
+    except unreadable:
+        # which case of which file: each alone, until one fails (a hand-edited file)
+        for doc in documents:
+            for case in doc["cases"]:
+                one = [{**doc, "cases": [case]}]
+                try:
+                    render(conventions.rows(one), one)
+                except unreadable as exc:
+                    raise UsageError(f"{', '.join(map(str, doc.get('sources') or ['?']))}: "
+                                     f"case {case['id']!r} cannot be read ({type(exc).__name__}: {exc}); "
+                                     "expected an entry as `conformance run` writes it") from None
+        raise
+    print(text, end="")
     return EXIT_OK
 
 

@@ -150,21 +150,72 @@ def read_document(path: Path) -> dict[str, Any]:
     return data
 
 
+# The type of each key a results file may hold (absent keys are fine); what readers rely on.
+HEADER_TYPES: dict[str, tuple[type, ...]] = {
+    "framework": (str,), "device": (str,), "framework_version": (str,), "cases": (list,),
+    "environment": (dict,), "documented": (dict,), "not_run": (dict,), "sources": (list,),
+    "label": (str,), "kit_version": (str,), "started": (str,), "finished": (str,),
+}
+CASE_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str,), "verdict": (str,), "message": (str,), "file": (str,), "line": (int,),
+    "areas": (list,), "checks": (list,), "series": (dict,), "worst": (dict,),
+    "explained_by": (dict,), "expected": (dict,), "facts": (dict,), "error": (dict,),
+    "residual": (dict,), "program": (dict,), "measured": (dict,), "unmeasured": (dict,),
+    "conventions": (list,), "also_explained_by": (list,), "partly_explained_by": (list,),
+    "divergent_quantities": (list,), "unobservable": (list,), "unexpected": (bool,),
+    "stale": (bool,), "first_divergent_step": (int,), "duration_s": (int, float),
+    "native_momentum": (int, float), "skip_kind": (str,),
+}
+# keys whose items must be objects (lists of them, or objects of them)
+OBJECT_ITEMS = ("checks", "conventions", "also_explained_by", "partly_explained_by")
+OBJECT_VALUES = ("series", "documented")
+TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+              list: "a list", dict: "an object"}
+
+
 def _check_run(path: Path, where: str, run: Any) -> None:
     if not isinstance(run, dict):
         raise ResultsFileError(f"{path}: {where.rstrip('.') or 'document'} is not an object; {EXPECTED}")
     for key in ("framework", "device", "cases"):
         if key not in run:
             raise ResultsFileError(f"{path}: {where}{key} is missing; {EXPECTED}")
-    if not isinstance(run["cases"], list):
-        raise ResultsFileError(f"{path}: {where}cases is not a list; {EXPECTED}")
+    _check_types(path, where, run, HEADER_TYPES)
     for j, case in enumerate(run["cases"]):
         if not isinstance(case, dict) or "id" not in case or "verdict" not in case:
             raise ResultsFileError(f"{path}: {where}cases[{j}] has no 'id' and 'verdict'; "
                                    "expected one entry per case with its id and verdict")
+        _check_types(path, f"{where}cases[{j}].", case, CASE_TYPES)
+        if not case["id"].strip():
+            raise ResultsFileError(f"{path}: {where}cases[{j}].id is empty; expected the case's id, "
+                                   "e.g. batchnorm/momentum::weight_0_9")
         if case["verdict"] not in VERDICTS:
             raise ResultsFileError(f"{path}: {where}cases[{j}] ({case['id']}): verdict "
                                    f"{case['verdict']!r}; expected one of {', '.join(VERDICTS)}")
+
+
+def _check_types(path: Path, where: str, record: dict[str, Any], types: dict[str, tuple[type, ...]]) -> None:
+    """Every known key of ``record`` has its type (a bool is no number here), and the items
+    of the keys that hold objects are objects."""
+    for key, allowed in types.items():
+        if key not in record:
+            continue
+        value = record[key]
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise ResultsFileError(f"{path}: {where}{key} is {_kind(value)}; expected "
+                                   f"{' or '.join(TYPE_NAMES[t] for t in allowed)}")
+        items = (value if key in OBJECT_ITEMS else value.values() if key in OBJECT_VALUES
+                 and isinstance(value, dict) else ())
+        bad = next((item for item in items if not isinstance(item, dict)), None)
+        if bad is not None:
+            raise ResultsFileError(f"{path}: {where}{key} holds {_kind(bad)}; expected "
+                                   f"{'a list' if key in OBJECT_ITEMS else 'an object'} of objects")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    name = TYPE_NAMES.get(type(value), type(value).__name__)
+    return f"{name} ({json.dumps(value)[:40]})" if isinstance(value, (str, int, float)) else name
 
 
 def load_runs(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
@@ -173,7 +224,9 @@ def load_runs(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     for path in expand(paths):
         data = read_document(path)
-        runs.extend(data["columns"] if data["schema"] == REPORT_SCHEMA else [data])
+        for run in data["columns"] if data["schema"] == REPORT_SCHEMA else [data]:
+            run.setdefault("sources", [str(path)])  # so that a message can name the file
+            runs.append(run)
     return runs
 
 
