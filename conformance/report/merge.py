@@ -203,8 +203,11 @@ def _check_types(path: Path, where: str, record: dict[str, Any], types: dict[str
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
             raise ResultsFileError(f"{path}: {where}{key} is {_kind(value)}; expected "
                                    f"{' or '.join(TYPE_NAMES[t] for t in allowed)}")
-        items = (value if key in OBJECT_ITEMS else value.values() if key in OBJECT_VALUES
-                 and isinstance(value, dict) else ())
+        items: Iterable[Any] = ()
+        if key in OBJECT_ITEMS:
+            items = value
+        elif key in OBJECT_VALUES:
+            items = value.values()
         bad = next((item for item in items if not isinstance(item, dict)), None)
         if bad is not None:
             raise ResultsFileError(f"{path}: {where}{key} holds {_kind(bad)}; expected "
