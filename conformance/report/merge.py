@@ -204,10 +204,11 @@ def _check_types(path: Path, where: str, record: dict[str, Any], types: dict[str
             raise ResultsFileError(f"{path}: {where}{key} is {_kind(value)}; expected "
                                    f"{' or '.join(TYPE_NAMES[t] for t in allowed)}")
         items: Iterable[Any] = ()
+        held: Any = record[key]  # a list or a dict here, as just checked
         if key in OBJECT_ITEMS:
-            items = value
+            items = held
         elif key in OBJECT_VALUES:
-            items = value.values()
+            items = held.values()
         bad = next((item for item in items if not isinstance(item, dict)), None)
         if bad is not None:
             raise ResultsFileError(f"{path}: {where}{key} holds {_kind(bad)}; expected "
