@@ -65,7 +65,9 @@ def test_spec_cases_become_items_with_stable_ids(pytester: pytest.Pytester) -> N
     assert values, failure
     observed, expected = float(values[1]), float(values[2])
     assert observed != expected and abs(observed - expected) < 1e-6
-    assert abs(expected) == pytest.approx(1.0 / (1.0 + 1e-5) ** 0.5, rel=1e-12)
+    # printed with as many digits as show the difference (conformance.numbers.pair): each
+    # value within a tenth of the difference of what the kit computed
+    assert abs(abs(expected) - 1.0 / (1.0 + 1e-5) ** 0.5) <= 0.1 * abs(observed - expected)
     result.assert_outcomes(passed=1, failed=1, skipped=2)
 
 
