@@ -179,3 +179,10 @@ def test_the_run_table_names_conventions_and_marks_unexpected_cells(
         "convention:", "running_var_estimator=biased", "conforms"]
     assert rows["momentum::weight_0_9"] == ["convention:", "running_var_estimator=biased",
                                             "divergence!:", "momentum_weights=old"]
+
+
+def test_fuzz_refuses_a_named_adapter_that_fails_to_start(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["fuzz", "--adapter", "fake_adapters:NoSuchClass", "--budget", "1", "--out", str(tmp_path / "f")])
+    assert code == 2
+    assert "named but cannot run: fake_adapters" in capsys.readouterr().err

@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     registry_dir = args.expectations or ("expectations" if Path("expectations").is_dir() else None)
     lanes = Lanes(refs, Path(registry_dir) if registry_dir else None, args.device, args.timeout)
     try:
+        if lanes.problems and (args.framework or args.adapter):
+            raise UsageError("named but cannot run: " + "; ".join(lanes.problems))
         for problem in lanes.problems:
             print(f"note: skipping {problem}", file=sys.stderr)
         if not lanes.ready:
