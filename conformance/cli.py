@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 DEVICES = ("cpu", "gpu")
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
 
 class UsageError(Exception):
@@ -126,8 +127,12 @@ def console_main() -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the resume command Ctrl-C prints
     try:
         return int(COMMANDS[args.command](args))
+    except KeyboardInterrupt:  # outside a run's own handling (loading specs, say): nothing to keep
+        print(f"\nconformance {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except UsageError as exc:
         print(f"conformance {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -183,14 +188,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     refs = select_frameworks(args.framework, args.adapter)
     devices = parse_devices(args.device)
     # the frameworks import (most of a run's start) while the kit imports and the specs load
-    workers = prestart(refs, args.timeout)
+    workers = prestart(refs, args.timeout, Path(args.out) / "logs")
 
+    from conformance import interrupt
     from conformance.report.progress import live_progress
     from conformance.runner import print_summary, run
 
     try:
         cases = load_cases(args.paths)
-    except (SpecErrors, UsageError):
+    except (SpecErrors, UsageError, KeyboardInterrupt):
         for worker in workers.values():
             worker.close()
         raise
@@ -200,11 +206,18 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"{ref.install_hint}", file=sys.stderr)
     registry_dir = args.expectations or ("expectations" if Path("expectations").is_dir() else None)
     # rich bars per framework on a terminal; nothing when stderr is not one or CI is set
-    with live_progress([r.name for r in refs], devices, len(cases), enabled=not args.quiet) as progress:
+    with interrupt.stop_on_interrupt() as stop, \
+            live_progress([r.name for r in refs], devices, len(cases), enabled=not args.quiet) as progress:
         outcome = run(cases, refs, devices, args.out, registry_dir, progress, args.timeout, args.resume,
-                  workers)
+                      workers, stop)
+    if outcome.interrupted:
+        interrupt.print_interrupted(outcome, args.argv, args.out)
+        return EXIT_INTERRUPTED
     print_summary(outcome)
-    print(f"\nresults written to {args.out}/")
+    if args.resume:
+        interrupt.print_resumed(outcome, args.out)
+    print(f"\nframeworks' own output (logs): {outcome.log_dir}/")
+    print(f"results written to {args.out}/")
     return EXIT_FINDINGS if outcome.exit_code else EXIT_OK
 
 
