@@ -11,7 +11,6 @@ import difflib
 import gc
 import json
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -102,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
 
     frameworks = sub.add_parser("frameworks", help="installed frameworks, versions and devices")
     frameworks.add_argument("--format", choices=("text", "json"), default="text")
+    frameworks.add_argument("--no-devices", action="store_true",
+                            help="versions only, without importing any framework (instant)")
     add_port_parser(sub)
 
     from conformance.fuzz.command import (
@@ -188,6 +189,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     refs = select_frameworks(args.framework, args.adapter)
     devices = parse_devices(args.device)
     # the frameworks import (most of a run's start) while the kit imports and the specs load
+    fresh_out = not Path(args.out).exists()
     workers = prestart(refs, args.timeout, Path(args.out) / "logs")
 
     from conformance import interrupt
@@ -199,6 +201,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (SpecErrors, UsageError, KeyboardInterrupt):
         for worker in workers.values():
             worker.close()
+        if fresh_out:  # only the workers' logs are there: a run that ran nothing leaves nothing
+            import shutil
+
+            shutil.rmtree(args.out, ignore_errors=True)
         raise
     for ref in refs:
         if not ref.installed():
@@ -284,39 +290,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_frameworks(args: argparse.Namespace) -> int:
-    from conformance.worker import WorkerFailed, WorkerProcess
+    """Versions from the distributions' metadata; devices from each framework, imported in
+    its own worker process, all side by side (see ``conformance.inventory``)."""
+    from conformance.inventory import inventory, render_text
 
-    rows: dict[str, dict[str, Any]] = {}
-
-    def probe(ref: AdapterRef) -> None:
-        if not ref.installed():
-            rows[ref.name] = {"installed": False, "install": ref.install_hint}
-            return
-        worker = WorkerProcess(ref)
-        try:
-            info = worker.start()
-            rows[ref.name] = {"installed": True, "version": info["version"], "devices": info["devices"]}
-        except (WorkerFailed, TimeoutError, ChildProcessError) as exc:
-            rows[ref.name] = {"installed": True, "error": str(exc)}
-        finally:
-            worker.close()
-
-    threads = [threading.Thread(target=probe, args=(r,)) for r in registry().values()]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    ordered = {name: rows[name] for name in sorted(rows)}
-    if args.format == "json":
-        print(json.dumps(ordered, indent=1))
-        return EXIT_OK
-    for name, row in ordered.items():
-        if not row["installed"]:
-            print(f"{name:8} not installed   install: {row['install']}")
-        elif "error" in row:
-            print(f"{name:8} installed, fails to load: {row['error']}")
-        else:
-            print(f"{name:8} {row['version']:16} devices: {', '.join(row['devices'])}")
+    rows = inventory(list(registry().values()), devices=not args.no_devices)
+    sys.stdout.write(json.dumps(rows, indent=1) + "\n" if args.format == "json" else render_text(rows))
     return EXIT_OK
 
 
