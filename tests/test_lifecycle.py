@@ -148,11 +148,30 @@ def _under_a_terminal(argv: list[str]) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
-def test_the_progress_bars_last_frame_is_drawn_once(tmp_path: Path) -> None:
+BARS = """
+import time
+from conformance.report.progress import live_progress
+with live_progress(["torch", "tf"], ["cpu"], 3) as progress:
+    assert progress is not None, "no bars: stderr is not a terminal"
+    for verdict in ("conforms", "divergence", "conforms"):
+        progress("torch", "cpu", {"verdict": verdict})
+        progress("tf", "cpu", {"verdict": "conforms"})
+    time.sleep(0.6)  # rich's timer (4 a second) has drawn the final state by now
+"""
+
+
+def test_the_progress_bars_last_frame_is_drawn_once() -> None:
+    screen = _under_a_terminal(["-c", BARS])
+    frames = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen).replace("\r", "\n").splitlines()
+    last = [f for f in frames if f.startswith("torch-cpu") and "3/3" in f]
+    assert len(last) == 1, screen
+    assert "Traceback" not in screen, screen
+
+
+def test_a_run_on_a_terminal_draws_its_bars(tmp_path: Path) -> None:
     screen = _under_a_terminal(["-m", "conformance", "run", "-f", "numpy", "--out", str(tmp_path), SPECS])
     frames = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen).replace("\r", "\n").splitlines()
-    last = [f for f in frames if f.startswith("numpy-cpu") and "22/22" in f]
-    assert len(last) == 1, last
+    assert len([f for f in frames if f.startswith("numpy-cpu") and "22/22" in f]) == 1, screen
 
 
 def test_frameworks_shows_versions_and_none_of_the_frameworks_noise(
