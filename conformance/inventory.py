@@ -65,7 +65,8 @@ def _probe_all(refs: list[AdapterRef], rows: dict[str, dict[str, Any]]) -> None:
             found.pop("version", None)  # the distribution's own (the same but for a local tag)
         rows[ref.name].update(found)
 
-    threads = [threading.Thread(target=probe, args=(ref,), name=f"probe-{ref.name}") for ref in refs]
+    # daemons: after a Ctrl-C the command exits without waiting for an import to finish
+    threads = [threading.Thread(target=probe, args=(ref,), name=f"probe-{ref.name}", daemon=True) for ref in refs]
     for t in threads:
         t.start()
     for t in threads:
