@@ -25,6 +25,7 @@ from conformance.adapters import (
     resolve,
 )
 from conformance.errors import SpecErrors
+from conformance.interrupt import EXIT_INTERRUPTED  # stdlib only
 from conformance.port.cli import add_port_parser, cmd_port
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 DEVICES = ("cpu", "gpu")
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
 
 class UsageError(Exception):
