@@ -12,7 +12,6 @@ import gc
 import json
 import os
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -27,6 +26,7 @@ from conformance.adapters import (
     resolve,
 )
 from conformance.errors import SpecErrors
+from conformance.interrupt import EXIT_INTERRUPTED  # stdlib only
 from conformance.port.cli import add_port_parser, cmd_port
 
 if TYPE_CHECKING:
@@ -138,6 +138,8 @@ def _parser() -> argparse.ArgumentParser:
 
     frameworks = sub.add_parser("frameworks", help="installed frameworks, versions and devices")
     frameworks.add_argument("--format", choices=("text", "json"), default="text")
+    frameworks.add_argument("--no-devices", action="store_true",
+                            help="versions only, without importing any framework (instant)")
     add_port_parser(sub)
 
     from conformance.fuzz.command import (
@@ -163,8 +165,12 @@ def console_main() -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the resume command Ctrl-C prints
     try:
         return int(COMMANDS[args.command](args))
+    except KeyboardInterrupt:  # outside a run's own handling (loading specs, say): nothing to keep
+        print(f"\nconformance {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except UsageError as exc:
         print(f"conformance {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -263,28 +269,41 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     expectations.check_folder(registry_dir)  # a mistake there is bad input, before anything runs
     # the frameworks import (most of a run's start) while the kit imports and the specs load
-    workers = prestart(refs, args.timeout)
+    fresh_out = not Path(args.out).exists()
+    writable_folder(args.out)  # before the workers, whose logs go there
+    workers = prestart(refs, args.timeout, Path(args.out) / "logs")
 
+    from conformance import interrupt
     from conformance.report.progress import live_progress
     from conformance.runner import print_summary, run
 
     try:
         cases = load_cases(args.paths, args.keyword)
-        writable_folder(args.out)  # after the specs: a bad spec leaves no folder behind
-    except (SpecErrors, UsageError):
+    except (SpecErrors, UsageError, KeyboardInterrupt):
         for worker in workers.values():
             worker.close()
+        if fresh_out:  # only the workers' logs are there: a run that ran nothing leaves nothing
+            import shutil
+
+            shutil.rmtree(args.out, ignore_errors=True)
         raise
     for ref in refs:
         if not ref.installed():
             print(f"note: {ref.name} is not installed; its cases are skipped. To install it: "
                   f"{ref.install_hint}", file=sys.stderr)
     # rich bars per framework on a terminal; nothing when stderr is not one or CI is set
-    with live_progress([r.name for r in refs], devices, len(cases), enabled=not args.quiet) as progress:
+    with interrupt.stop_on_interrupt() as stop, \
+            live_progress([r.name for r in refs], devices, len(cases), enabled=not args.quiet) as progress:
         outcome = run(cases, refs, devices, args.out, registry_dir, progress, args.timeout, args.resume,
-                  workers)
+                      workers, stop)
+    if outcome.interrupted:
+        interrupt.print_interrupted(outcome, args.argv, args.out)
+        return EXIT_INTERRUPTED
     print_summary(outcome, details=f"conformance report {args.out}")
-    print(f"\nresults written to {args.out}/")
+    if args.resume:
+        interrupt.print_resumed(outcome, args.out)
+    print(f"\nframeworks' own output (logs): {outcome.log_dir}/")
+    print(f"results written to {args.out}/")
     refused = unmet_requirements(outcome, explicit, args.require_device)
     for line in refused:
         print(f"conformance run: {line}", file=sys.stderr)
@@ -386,39 +405,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_frameworks(args: argparse.Namespace) -> int:
-    from conformance.worker import WorkerFailed, WorkerProcess
+    """Versions from the distributions' metadata; devices from each framework, imported in
+    its own worker process, all side by side (see ``conformance.inventory``)."""
+    from conformance.inventory import inventory, render_text
 
-    rows: dict[str, dict[str, Any]] = {}
-
-    def probe(ref: AdapterRef) -> None:
-        if not ref.installed():
-            rows[ref.name] = {"installed": False, "install": ref.install_hint}
-            return
-        worker = WorkerProcess(ref)
-        try:
-            info = worker.start()
-            rows[ref.name] = {"installed": True, "version": info["version"], "devices": info["devices"]}
-        except (WorkerFailed, TimeoutError, ChildProcessError) as exc:
-            rows[ref.name] = {"installed": True, "error": str(exc)}
-        finally:
-            worker.close()
-
-    threads = [threading.Thread(target=probe, args=(r,)) for r in registry().values()]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    ordered = {name: rows[name] for name in sorted(rows)}
-    if args.format == "json":
-        print(json.dumps(ordered, indent=1))
-        return EXIT_OK
-    for name, row in ordered.items():
-        if not row["installed"]:
-            print(f"{name:8} not installed   install: {row['install']}")
-        elif "error" in row:
-            print(f"{name:8} installed, fails to load: {row['error']}")
-        else:
-            print(f"{name:8} {row['version']:16} devices: {', '.join(row['devices'])}")
+    rows = inventory(list(registry().values()), devices=not args.no_devices)
+    sys.stdout.write(json.dumps(rows, indent=1) + "\n" if args.format == "json" else render_text(rows))
     return EXIT_OK
 
 

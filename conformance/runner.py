@@ -1,6 +1,10 @@
 """Run cases on frameworks: one long-lived worker process per framework, all frameworks side
 by side (one thread each waiting on its worker), each case judged in the parent as it
-finishes and logged at once, so an interrupted run keeps every finished case."""
+finishes and logged at once, so an interrupted run keeps every finished case.
+
+An interrupted run (``stop`` set, by Ctrl-C in ``conformance run``) kills the workers and
+records nothing more: a case cut off has no verdict (the kill would read as a crash), and
+only the results files of devices whose every case finished are written."""
 
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ from conformance.adapters import AdapterRef
 from conformance.model import Case
 from conformance.program import CaseRun
 from conformance.verdicts import judge
-from conformance.worker import CASE_TIMEOUT_S, WorkerFailed, WorkerProcess
+from conformance.worker import CASE_TIMEOUT_S, WorkerFailed, WorkerProcess, log_files
+from conformance.worker_logs import WorkerLog
 
 Progress = Callable[[str, str, dict[str, Any]], None]
 
@@ -32,9 +37,14 @@ class FrameworkSession:
 
     def __init__(self, ref: AdapterRef, registry_dir: Path | None, out_dir: Path | None = None,
                  case_timeout_s: float = CASE_TIMEOUT_S, resume: bool = False,
-                 worker: WorkerProcess | None = None) -> None:
+                 worker: WorkerProcess | None = None, stop: threading.Event | None = None,
+                 log: WorkerLog | None = None) -> None:
         self.ref = ref
         self.resume = resume
+        self.stop = stop
+        self.log = log
+        self.kept: dict[str, int] = {}  # device -> cases kept from an interrupted run's log
+        self.completed: set[str] = set()  # devices whose every case was recorded
         self.finished: dict[str, dict[str, dict[str, Any]]] = {}  # device -> id -> entry
         self.case_timeout_s = case_timeout_s
         self.registry_dir = registry_dir
@@ -48,13 +58,23 @@ class FrameworkSession:
         self.documents: dict[str, dict[str, Any]] = {}
         self._started = False
 
+    @property
+    def stopped(self) -> bool:
+        """The run was interrupted: nothing more is recorded."""
+        return self.stop is not None and self.stop.is_set()
+
+    def abort(self) -> None:
+        """Kill the worker now (from another thread); see ``WorkerProcess.abort``."""
+        if self.worker is not None:
+            self.worker.abort()
+
     def _start(self) -> None:
         self._started = True
         if not self.ref.installed():
             self.skip_reason = f"{self.ref.name} is not installed; to install it: {self.ref.install_hint}"
             return
         if self.worker is None:
-            self.worker = WorkerProcess(self.ref, self.case_timeout_s)
+            self.worker = WorkerProcess(self.ref, self.case_timeout_s, self.log)
         try:
             self.info = self.worker.start()
         except (WorkerFailed, TimeoutError, ChildProcessError) as exc:
@@ -75,8 +95,9 @@ class FrameworkSession:
             not_run = self._not_run(device)
             if not_run:
                 self.documents[device]["not_run"] = not_run
-            if self.out_dir is not None:
+            if self.out_dir is not None and not self.stopped:  # an interrupted start keeps the log as it is
                 self.finished[device] = self._restart_log(device)
+                self.kept[device] = len(self.finished[device])
         return self.documents[device]
 
     def _not_run(self, device: str) -> dict[str, str] | None:
@@ -112,18 +133,25 @@ class FrameworkSession:
         gets every case that needs it at once (``WorkerProcess.stream``), so it runs ahead
         while the parent judges."""
         self.document(device)
+        if self.stopped:
+            return
         needs_worker = [case.id not in self.finished.get(device, {})
                         and self._without_worker(case, device) is None for case in cases]
         to_run = [case for case, needs in zip(cases, needs_worker) if needs]
         if not to_run:
             for case in cases:
                 yield self._record(case, device, None)
+            self.completed.add(device)
             return
         assert self.worker is not None
         runs = self.worker.stream(to_run, device)
         try:
             for case, needs in zip(cases, needs_worker):
-                yield self._record(case, device, self._judged(case, next(runs), device) if needs else None)
+                run = next(runs) if needs else None
+                if self.stopped:  # cut off: this run may be the kill's doing, never a verdict
+                    return
+                yield self._record(case, device, self._judged(case, run, device) if run is not None else None)
+            self.completed.add(device)
         finally:
             runs.close()  # an abandoned stream kills the worker instead of leaving it running
 
@@ -163,15 +191,35 @@ class FrameworkSession:
         return None
 
     def finish(self) -> list[dict[str, Any]]:
-        """Stop the worker and write the final results files."""
+        """Stop the worker and write the final results files; an interrupted run writes
+        only those of devices that finished (the others' cases are in the logs)."""
         if self.worker is not None:
             self.worker.stop()  # it exits while the files are written
+        documents = [doc for device, doc in self.documents.items()
+                     if not self.stopped or device in self.completed]
         if self.out_dir is not None:
-            for doc in self.documents.values():
+            for doc in documents:
                 results.write(self.out_dir, doc)
         if self.worker is not None:
             self.worker.close()
-        return list(self.documents.values())
+        return documents
+
+    def tally(self, total: int) -> list[Tally]:
+        """Per device: cases recorded (all of them in the log), kept from a log, asked for."""
+        return [Tally(f"{self.info['name']}-{device}",
+                      len({c["id"] for c in doc["cases"]} | set(self.finished.get(device, {}))),
+                      self.kept.get(device, 0), total)
+                for device, doc in self.documents.items()]
+
+
+@dataclass(frozen=True)
+class Tally:
+    """How far one framework and device got."""
+
+    column: str
+    done: int  # recorded, and logged when the run has an output folder
+    kept: int  # of ``done``: taken from an interrupted run's log (``--resume``)
+    total: int
 
 
 @dataclass
@@ -180,6 +228,9 @@ class RunOutcome:
 
     documents: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    interrupted: bool = False  # stopped midway: ``documents`` holds only finished devices
+    tallies: list[Tally] = field(default_factory=list)
+    log_dir: Path | None = None  # the workers' output (``conformance.worker_logs``)
 
     @property
     def unexpected(self) -> list[tuple[str, dict[str, Any]]]:
@@ -197,11 +248,17 @@ def run_framework(ref: AdapterRef, cases: list[Case], devices: list[str], out_di
                   worker: WorkerProcess | None = None) -> list[dict[str, Any]]:
     """All cases on all devices for one framework, in one long-lived worker."""
     session = FrameworkSession(ref, registry_dir, out_dir, case_timeout_s, resume, worker)
+    return run_session(session, cases, devices, progress)
+
+
+def run_session(session: FrameworkSession, cases: list[Case], devices: list[str],
+                progress: Progress | None = None) -> list[dict[str, Any]]:
+    """All cases on all devices in ``session``; its results files are written at the end."""
     try:
         for device in devices:
             for entry in session.run_many(cases, device):
                 if progress is not None:
-                    progress(ref.name, device, entry)
+                    progress(session.ref.name, device, entry)
     finally:
         documents = session.finish()
     return documents
@@ -210,34 +267,63 @@ def run_framework(ref: AdapterRef, cases: list[Case], devices: list[str], out_di
 def run(cases: list[Case], refs: list[AdapterRef], devices: list[str], out_dir: str | Path | None,
         registry_dir: str | Path | None = None, progress: Progress | None = None,
         case_timeout_s: float = CASE_TIMEOUT_S, resume: bool = False,
-        workers: dict[str, WorkerProcess] | None = None) -> RunOutcome:
+        workers: dict[str, WorkerProcess] | None = None, stop: threading.Event | None = None,
+        log_dir: str | Path | None = None) -> RunOutcome:
     """Run every framework in its own worker, side by side; never lose one framework's
-    results to another's failure."""
+    results to another's failure. Setting ``stop`` (from a signal handler, say) ends the
+    run early: the workers are killed and the cases cut off get no entry.
+
+    The workers' output goes to ``log_dir``, by default ``<out_dir>/logs`` (a temporary
+    folder without ``out_dir``); ``workers`` spawned by ``prestart`` keep theirs."""
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     registry = Path(registry_dir) if registry_dir is not None else None
-    outcome = RunOutcome()
+    logs = default_log_dir(out) if log_dir is None else Path(log_dir)
+    outcome = RunOutcome(log_dir=logs)
     lock = threading.Lock()
+    sessions = [FrameworkSession(ref, registry, out, case_timeout_s, resume, (workers or {}).get(ref.target),
+                                 stop, log) for ref, log in zip(refs, log_files(refs, logs))]
 
-    def one(ref: AdapterRef) -> None:
+    def one(session: FrameworkSession) -> None:
         try:
-            docs = run_framework(ref, cases, devices, out, registry, progress, case_timeout_s, resume,
-                                 (workers or {}).get(ref.target))
+            docs = run_session(session, cases, devices, progress)
         except Exception as exc:  # noqa: BLE001 - a bug in one framework's thread must not lose the others
             with lock:
-                outcome.problems.append(f"{ref.name}: {type(exc).__name__}: {exc}")
+                outcome.problems.append(f"{session.ref.name}: {type(exc).__name__}: {exc}")
             return
         with lock:
             outcome.documents.extend(docs)
 
-    threads = [threading.Thread(target=one, args=(ref,), name=f"run-{ref.name}") for ref in refs]
+    threads = [threading.Thread(target=one, args=(s,), name=f"run-{s.ref.name}") for s in sessions]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    _wait(threads, sessions, stop)
+    outcome.interrupted = stop is not None and stop.is_set()
+    outcome.tallies = [t for s in sessions for t in s.tally(len(cases))]
     outcome.documents.sort(key=lambda d: (d["framework"], d["device"]))
     return outcome
+
+
+def default_log_dir(out: Path | None) -> Path:
+    """``<out>/logs``, or a fresh temporary folder (kept: the run's end names it)."""
+    if out is not None:
+        return out / "logs"
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="conformance-logs-"))
+
+
+def _wait(threads: list[threading.Thread], sessions: list[FrameworkSession],
+          stop: threading.Event | None) -> None:
+    """Join the framework threads; once ``stop`` is set, kill every worker, again each
+    round (a thread may have been starting one)."""
+    for t in threads:
+        while t.is_alive():
+            t.join(0.1 if stop is not None else None)
+            if stop is not None and stop.is_set():
+                for session in sessions:
+                    session.abort()
 
 
 def print_summary(outcome: RunOutcome, stream: TextIO | None = None, details: str = "") -> None:

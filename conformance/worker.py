@@ -11,6 +11,12 @@ script in the child (the ``pytest`` or ``conformance`` script, whose imports cos
 and more per start; a user's script without a ``__main__`` guard would run twice) and
 starts a resource-tracker process besides. POSIX only (``pass_fds``).
 
+The child runs in a session of its own and ignores SIGINT: a Ctrl-C at the terminal reaches
+the parent alone, which stops the run and kills its workers (``abort``), instead of every
+worker dying mid-case with an answer that looks like a crash. Its file descriptors 1 and 2
+are a log file (``conformance.worker_logs``), so the framework's logs stay off the console;
+the protocol is the socket, never those streams.
+
 This module imports neither numpy nor the spec model at import time: the command line
 spawns the workers before anything heavy is imported, so that the frameworks' imports
 (the bulk of a run's start) begin as early as possible.
@@ -24,11 +30,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Generator, Sequence
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conformance.adapters import AdapterRef, load_class
+from conformance.worker_logs import WorkerLog, file_names
 
 if TYPE_CHECKING:
     from conformance.model import Case
@@ -82,17 +92,34 @@ def serve(conn: Connection, target: str) -> None:
 # The child's first statement: the parent's import path, set before anything is imported,
 # so that the child loads the same ``conformance`` and third-party adapters as the parent
 # whatever the working directory holds (``-m`` or ``-c`` would put it first on the path).
-_BOOTSTRAP = ("import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
+# SIGINT is ignored before anything else, so that no Ctrl-C (even one sent to the parent's
+# whole process group) interrupts a framework's import or a case: the parent decides.
+_BOOTSTRAP = ("import json, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+              "sys.path[:] = json.loads(sys.argv[1]); "
               "from conformance.worker import child_main; child_main(sys.argv[2:])")
 
 
 def child_main(argv: Sequence[str]) -> None:
-    """The worker process (``argv``: the socket's descriptor, the adapter's target)."""
+    """The worker process (``argv``: the socket's descriptor, the adapter's target, the
+    parent's pid)."""
+    if len(argv) > 2:
+        _exit_with_parent(int(argv[2]))
     try:
         serve(Connection(int(argv[0])), argv[1])
     except (EOFError, OSError, KeyboardInterrupt):
         pass  # the parent is gone or was interrupted: nobody is left to answer
     _exit()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Exit when the parent is gone: in a session of its own, a worker busy with a long case
+    would otherwise outlive a parent killed without the chance to kill it."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _exit() -> None:
@@ -106,12 +133,14 @@ def _exit() -> None:
 class _Child:
     """The worker's process, with the few things the parent asks of it."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, log: WorkerLog, what: str) -> None:
         ours, theirs = socket.socketpair()
-        with theirs:
+        with theirs, log.open_for(what) as output:
             self.popen = subprocess.Popen(
-                [sys.executable, "-c", _BOOTSTRAP, json.dumps(sys.path), str(theirs.fileno()), target],
-                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+                [sys.executable, "-c", _BOOTSTRAP, json.dumps(sys.path), str(theirs.fileno()), target,
+                 str(os.getpid())],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                start_new_session=True)
         self.conn = Connection(ours.detach())
 
     def is_alive(self) -> bool:
@@ -124,7 +153,13 @@ class _Child:
             pass
 
     def kill(self) -> None:
-        self.popen.kill()
+        """Kill the worker and whatever it started (its session's process group, whose id
+        is its pid while it is not reaped)."""
+        if self.popen.returncode is None:
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self.popen.kill()
 
     @property
     def exitcode(self) -> int | None:
@@ -142,8 +177,10 @@ def _run_one(adapter: Any, execute: Any, case: Case, device: str) -> tuple[str, 
 class WorkerProcess:
     """Parent side of one framework's worker."""
 
-    def __init__(self, ref: AdapterRef, case_timeout_s: float = CASE_TIMEOUT_S) -> None:
+    def __init__(self, ref: AdapterRef, case_timeout_s: float = CASE_TIMEOUT_S,
+                 log: WorkerLog | None = None) -> None:
         self.ref = ref
+        self.log = log if log is not None else WorkerLog(name=ref.name)
         self.case_timeout_s = case_timeout_s
         self.info: dict[str, Any] = {}
         self._process: _Child | None = None
@@ -151,12 +188,32 @@ class WorkerProcess:
         self.restarts = 0
         self._submit_problem = ""
         self._stopping = False  # sent "stop"; the process exits on its own
+        self._aborted = False  # interrupted: no process may start again
+        self._spawning = threading.Lock()  # ``abort`` from another thread vs. a restart
 
     def spawn(self) -> None:
         """Start the process without waiting: the framework imports while the parent goes on
         (loading specs, say). ``start`` waits for it."""
-        self._process = _Child(self.ref.target)
-        self._conn = self._process.conn
+        with self._spawning:
+            if self._aborted:
+                raise WorkerFailed(f"{self.ref.name}: the run was interrupted")
+            what = f"{self.ref.name} worker ({self.ref.target})" + (f", restart {self.restarts}"
+                                                                     if self.restarts else "")
+            self._process = _Child(self.ref.target, self.log, what)
+            self._conn = self._process.conn
+
+    def abort(self) -> None:
+        """Kill the worker now and refuse to start another (the run was interrupted); a
+        thread waiting for its answer gets a lost worker, which its caller discards."""
+        with self._spawning:
+            self._aborted = True
+            process = self._process
+        if process is not None:
+            process.kill()
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted
 
     def start(self) -> dict[str, Any]:
         """Start the process (unless ``spawn`` did) and wait until the adapter is loaded;
@@ -177,12 +234,13 @@ class WorkerProcess:
         assert self._conn is not None
         if not self._conn.poll(timeout):
             self.kill()
-            raise TimeoutError(f"{self.ref.name} worker did not answer within {timeout:g} s while {doing}")
+            raise TimeoutError(f"{self.ref.name} worker did not answer within {timeout:g} s while {doing}"
+                               + self.log.quoted_tail())
         try:
             return self._conn.recv()  # type: ignore[no-any-return]
         except (EOFError, OSError):
             code = self._exit_code()
-            raise ChildProcessError(_describe_exit(code)) from None
+            raise ChildProcessError(_describe_exit(code) + self.log.quoted_tail()) from None
 
     def _ensure_alive(self) -> None:
         if self._process is None or self._stopping or not self._process.is_alive():
@@ -310,17 +368,26 @@ class WorkerProcess:
         self.info = {}
 
 
-def prestart(refs: list[AdapterRef], case_timeout_s: float = CASE_TIMEOUT_S) -> dict[str, WorkerProcess]:
+def prestart(refs: list[AdapterRef], case_timeout_s: float = CASE_TIMEOUT_S,
+             log_dir: Path | None = None) -> dict[str, WorkerProcess]:
     """Spawn the installed frameworks' workers now, so that their imports overlap with
     whatever the caller does next (importing the rest of the kit, loading specs); the run
     waits for them. Keyed by the adapter's ``module:Class`` target (two ``--adapter``
-    classes from one module share a module name)."""
+    classes from one module share a module name). Their output goes to ``log_dir``
+    (``log_files``), or to a temporary folder."""
     workers = {}
-    for ref in refs:
+    for ref, log in zip(refs, log_files(refs, log_dir)):
         if ref.installed():
-            workers[ref.target] = WorkerProcess(ref, case_timeout_s)
+            workers[ref.target] = WorkerProcess(ref, case_timeout_s, log)
             workers[ref.target].spawn()
     return workers
+
+
+def log_files(refs: list[AdapterRef], log_dir: Path | None) -> list[WorkerLog | None]:
+    """Each framework's log in ``log_dir`` (None: a temporary one), one file per adapter."""
+    if log_dir is None:
+        return [None] * len(refs)
+    return [WorkerLog(log_dir / name) for name in file_names([r.name for r in refs])]
 
 
 def _describe_exit(code: int | None) -> str:

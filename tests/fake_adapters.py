@@ -148,3 +148,25 @@ class BiasedDocumentedImprecise(BiasedDocumented):
 
     def build(self, layer: LayerSpec, dtype: str, device: str) -> Any:
         return _ImpreciseVariance(super().build(layer, dtype, device))
+
+
+class Noisy(NumpyAdapter):
+    """Talks like a framework: Python prints, a C-level write to fd 2, once per case; a
+    layer with eps 0.5 writes its last words and aborts."""
+
+    name = "noisy"
+
+    def __init__(self) -> None:
+        super().__init__()
+        print("noisy: stdout at import")
+        os.write(2, b"noisy: C++ log line on fd 2\n")
+
+    def build(self, layer: LayerSpec, dtype: str, device: str) -> Any:
+        import sys
+
+        print("noisy: building on stdout", flush=True)
+        print("noisy: warning on sys.stderr", file=sys.stderr, flush=True)
+        if getattr(layer, "eps", None) == 0.5:
+            os.write(2, b"noisy: last words before the abort\n")
+            os.abort()
+        return super().build(layer, dtype, device)

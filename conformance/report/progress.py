@@ -33,6 +33,7 @@ def live_progress(frameworks: Sequence[str], devices: Sequence[str], cases: int,
         yield None
         return
     from rich.console import Console
+    from rich.live import Live
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -43,7 +44,7 @@ def live_progress(frameworks: Sequence[str], devices: Sequence[str], cases: int,
 
     display = RichProgress(TextColumn("{task.description:<16}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                            TimeElapsedColumn(), TextColumn("{task.fields[noted]}", style="dim"),
-                           console=Console(file=stream), transient=False)
+                           console=Console(file=stream), transient=False, auto_refresh=False)
     tasks = {f"{fw}-{dev}": display.add_task(f"{fw}-{dev}", total=cases, noted="")
              for fw in frameworks for dev in devices}
     seen: dict[str, dict[str, int]] = {}
@@ -61,5 +62,33 @@ def live_progress(frameworks: Sequence[str], devices: Sequence[str], cases: int,
             noted = ", ".join(f"{counts[v]} {short}" for v, short in NOTED.items() if v in counts)
             display.update(tasks[key], advance=1, noted=noted)
 
-    with display:
+    with _once_per_frame(Live)(console=display.console, get_renderable=display.get_renderable,
+                               refresh_per_second=4, transient=False, frame=lambda: _frame(display)):
         yield report
+
+
+def _frame(display: Any) -> tuple[Any, ...]:
+    """What the bars show: equal keys draw equal frames (elapsed time is shown in seconds)."""
+    return tuple((t.description, t.completed, t.fields.get("noted"),
+                  int((t.finished_time if t.finished else t.elapsed) or 0)) for t in display.tasks)
+
+
+def _once_per_frame(live: type) -> Any:
+    """``rich.live.Live`` that skips a refresh showing the frame on screen already: rich's
+    timer draws the last frame, and leaving the block drew it a second time (twice in every
+    terminal log, and twice on screen when anything had moved the cursor in between)."""
+
+    class OncePerFrame(live):  # type: ignore[valid-type,misc]
+        def __init__(self, *args: Any, frame: Callable[[], Any], **kwargs: Any) -> None:
+            self._frame, self._drawn = frame, None
+            super().__init__(*args, **kwargs)
+
+        def refresh(self) -> None:
+            with self._lock:
+                frame = self._frame()
+                if frame == self._drawn:
+                    return
+                self._drawn = frame
+                super().refresh()
+
+    return OncePerFrame
