@@ -31,7 +31,10 @@ PLANTED = {  # adapter name -> (target, signature explanation, triggers of the m
     "small_eps": ("fuzz_fake_adapters:SmallEps", "unexplained", set()),
     "no_half": ("fuzz_fake_adapters:NoHalf", "RuntimeError", {"dtype=float16"}),
 }
-BUDGET_S = "12"
+# seconds for the search and the shrinking of four planted divergences together: 12 s left
+# the last shrink cut off at the budget now and then on the 2-core CI machine (once in the
+# torch env), where nothing was wrong but time; the found/shrunk checks below stay as strict
+BUDGET_S = "20"
 
 
 @pytest.fixture(scope="module")
