@@ -78,11 +78,14 @@ def test_each_planted_divergence_is_found_once_and_shrunk(planted: tuple[Path, d
 
 def chance_fit_in_half_precision(finding: dict[str, Any]) -> bool:
     """A second file for a planted bug is allowed only as a convention that fits it by chance
-    in float16 or bfloat16, whose tolerance (atol 2e-2, 1e-1) swallows the difference between
-    two conventions on small values (the README's fuzzing section says so)."""
+    where the absolute tolerance swallows the difference between two conventions: in float16
+    or bfloat16 (atol 2e-2, 1e-1) on small values, or on the ``tiny`` input distribution,
+    whose outputs are within any dtype's atol of each other under either statistics (seen
+    once the search has the time to reach it: SmallEps explained as bn.train_statistics=running
+    when dist=tiny). The README's fuzzing section says so."""
     explanation = finding["signature"]["explanation"]
-    half = {"dtype=float16", "dtype=bfloat16"} & set(finding["triggers"])
-    return finding["signature"]["verdict"] == "divergence" and "=" in explanation and bool(half)
+    swallowed = {"dtype=float16", "dtype=bfloat16", "dist=tiny"} & set(finding["triggers"])
+    return finding["signature"]["verdict"] == "divergence" and "=" in explanation and bool(swallowed)
 
 
 def test_shrunk_cases_are_minimal_in_the_planted_dimension(planted: tuple[Path, dict[str, Any], int]) -> None:
