@@ -25,7 +25,7 @@ from conformance.adapters import (
     registry,
     resolve,
 )
-from conformance.errors import SpecErrors
+from conformance.errors import UNREADABLE, SpecErrors
 from conformance.interrupt import EXIT_INTERRUPTED  # stdlib only
 from conformance.port.cli import add_port_parser, cmd_port
 
@@ -287,10 +287,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             shutil.rmtree(args.out, ignore_errors=True)
         raise
-    for ref in refs:
-        if not ref.installed():
-            print(f"note: {ref.name} is not installed; its cases are skipped. To install it: "
-                  f"{ref.install_hint}", file=sys.stderr)
     # rich bars per framework on a terminal; nothing when stderr is not one or CI is set
     with interrupt.stop_on_interrupt() as stop, \
             live_progress([r.name for r in refs], devices, len(cases), enabled=not args.quiet) as progress:
@@ -356,23 +352,26 @@ def cmd_conventions(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     render = {"json": lambda t, _: conventions.to_json(t), "md": lambda t, _: conventions.to_markdown(t),
               "doc": conventions.to_document}[args.format]
-    unreadable = (KeyError, TypeError, ValueError, AttributeError, IndexError)
     try:
         text = render(conventions.rows(documents), documents)
-    except unreadable:
-        # which case of which file: each alone, until one fails (a hand-edited file)
-        for doc in documents:
-            for case in doc["cases"]:
-                one = [{**doc, "cases": [case]}]
-                try:
-                    render(conventions.rows(one), one)
-                except unreadable as exc:
-                    raise UsageError(f"{', '.join(map(str, doc.get('sources') or ['?']))}: "
-                                     f"case {case['id']!r} cannot be read ({type(exc).__name__}: {exc}); "
-                                     "expected an entry as `conformance run` writes it") from None
+    except UNREADABLE:
+        _refuse_unreadable_case(documents, lambda one: render(conventions.rows(one), one))
         raise
     print(text, end="")
     return EXIT_OK
+
+
+def _refuse_unreadable_case(documents: list[dict[str, Any]], render: Any) -> None:
+    """Render each case of each document alone, and raise a ``UsageError`` naming the first
+    that fails (a hand-edited results file); return when none fails alone."""
+    for doc in documents:
+        for case in doc["cases"]:
+            try:
+                render([{**doc, "cases": [case]}])
+            except UNREADABLE as exc:
+                raise UsageError(f"{', '.join(map(str, doc.get('sources') or ['?']))}: "
+                                 f"case {case['id']!r} cannot be read ({type(exc).__name__}: {exc}); "
+                                 "expected an entry as `conformance run` writes it") from None
 
 
 def cmd_report(args: argparse.Namespace) -> int:

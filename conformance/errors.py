@@ -23,3 +23,8 @@ class SpecErrors(Exception):
     def __init__(self, errors: Sequence[SpecError]) -> None:
         super().__init__("\n".join(str(e) for e in errors))
         self.errors = list(errors)
+
+
+# what reading the content of a hand-edited results entry raises, once its keys have their
+# types (``report.merge`` checks those): the reports then name the file and the case
+UNREADABLE = (KeyError, TypeError, ValueError, AttributeError, IndexError)

@@ -107,12 +107,10 @@ class FrameworkSession:
         if self.startup_problem:
             return {"kind": "startup", "reason": self.startup_problem}
         if device not in self.info["devices"]:
-            return {"kind": "device", "reason": self._no_device_reason(device)}
+            return {"kind": "device", "reason": (
+                f"{self.ref.name} sees no {device} here (visible: {', '.join(self.info['devices'])}); "
+                f"run on a machine with a {device} and a {device}-enabled build of {self.ref.name}")}
         return None
-
-    def _no_device_reason(self, device: str) -> str:
-        return (f"{self.ref.name} sees no {device} here (visible: {', '.join(self.info['devices'])}); "
-                f"run on a machine with a {device} and a {device}-enabled build of {self.ref.name}")
 
     def _restart_log(self, device: str) -> dict[str, dict[str, Any]]:
         """With ``resume``, the cases a killed run already logged (same framework version);
@@ -178,13 +176,12 @@ class FrameworkSession:
 
     def _without_worker(self, case: Case, device: str) -> dict[str, Any] | None:
         """The entry of a case that cannot run here (framework, device or spec says so)."""
-        if self.skip_reason:
-            return _entry(case, "skipped", self.skip_reason, skip_kind="framework")
-        if self.startup_problem:
-            return _entry(case, "error", self.startup_problem,
-                          error={"kind": "startup", "message": self.startup_problem})
-        if device not in self.info["devices"]:
-            return _entry(case, "skipped", self._no_device_reason(device), skip_kind="device")
+        not_run = self._not_run(device)
+        if not_run is not None and not_run["kind"] == "startup":
+            return _entry(case, "error", not_run["reason"],
+                          error={"kind": "startup", "message": not_run["reason"]})
+        if not_run is not None:
+            return _entry(case, "skipped", not_run["reason"], skip_kind=not_run["kind"])
         if device not in case.devices:
             return _entry(case, "skipped", f"the spec limits this case to {', '.join(case.devices)}",
                           skip_kind="spec")

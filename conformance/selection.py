@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from conformance.model import Case
 
@@ -72,18 +72,19 @@ class _Parser:
         return token
 
     def expression(self) -> Matcher:
-        parts = [self.term()]
-        while self._peek() == "or":
-            self._take()
-            parts.append(self.term())
-        return parts[0] if len(parts) == 1 else (lambda c: any(p(c) for p in parts))
+        return self._joined("or", self.term, any)
 
     def term(self) -> Matcher:
-        parts = [self.factor()]
-        while self._peek() == "and":
+        return self._joined("and", self.factor, all)
+
+    def _joined(self, word: str, operand: Callable[[], Matcher],
+                combine: Callable[[Iterator[bool]], bool]) -> Matcher:
+        """``operand (word operand)*``, the operands' results combined by ``any`` or ``all``."""
+        parts = [operand()]
+        while self._peek() == word:
             self._take()
-            parts.append(self.factor())
-        return parts[0] if len(parts) == 1 else (lambda c: all(p(c) for p in parts))
+            parts.append(operand())
+        return parts[0] if len(parts) == 1 else (lambda c: combine(p(c) for p in parts))
 
     def factor(self) -> Matcher:
         token = self._take()

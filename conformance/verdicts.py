@@ -134,7 +134,7 @@ def _verdict(case: Case, run: CaseRun, documented: dict[str, dict[str, str]],
     known = {k: v for k, v in explanation.items() if is_documented({k: v}, documented)}
     if known:
         result["conventions"] = [{"fact": k, **documented[k]} for k in known]
-    names = ", ".join(f"{k}={v}" for k, v in explanation.items())
+    names = _names(explanation)
     if len(known) < len(explanation):
         unknown = ", ".join(f"{k}={v}" for k, v in explanation.items() if k not in known)
         together = (f" (documented: {', '.join(f'{k}={v}' for k, v in known.items())})"

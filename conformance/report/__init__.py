@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from conformance.errors import UNREADABLE
 from conformance.report.merge import Column, Matrix, ResultsFileError, load
 
 FORMATS = {"text": "text", "md": "markdown", "html": "html", "json": "jsonfmt", "junit": "junit"}
@@ -30,7 +31,7 @@ def render(matrix: Matrix, fmt: str, color: bool = False, width: int | None = No
     the case."""
     try:
         return _render(matrix, fmt, color, width)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+    except UNREADABLE as exc:
         culprit = _first_unreadable(matrix, fmt)
         if culprit is None:
             raise
@@ -47,7 +48,7 @@ def _first_unreadable(matrix: Matrix, fmt: str) -> tuple[Column, str, str] | Non
             alone = Matrix(columns=[_with_only(column, case_id, entry)], case_ids=[case_id])
             try:
                 _render(alone, fmt, False, None)
-            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            except UNREADABLE as exc:
                 return column, case_id, f"{type(exc).__name__}: {exc}"
     return None
 

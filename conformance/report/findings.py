@@ -154,11 +154,8 @@ class Finding:
 
     def _residual(self) -> list[tuple[str, str]]:
         """What differs still under the framework's documented conventions (``residual``)."""
-        residual = self.entry.get("residual")
-        if not isinstance(residual, dict) or not isinstance(residual.get("worst"), dict):
-            return []
-        after = ", ".join(f"{k}={v}" for k, v in (residual.get("after") or {}).items())
-        return [(f"after the documented {after}", residual_text(residual))]
+        residual = residual_of(self.entry)
+        return [(residual_label(residual), residual_text(residual))] if residual else []
 
     def _explanation(self) -> list[tuple[str, str]]:
         e = self.entry
@@ -192,10 +189,9 @@ class Finding:
             parts.append(f"max abs {_num(worst.get('max_abs_error'))}, max rel {_num(worst.get('max_rel_error'))}")
         if "first_divergent_step" in e:
             parts.append(f"from step {e['first_divergent_step']}")
-        residual = e.get("residual")
-        if isinstance(residual, dict) and isinstance(residual.get("worst"), dict):
-            after = ", ".join(f"{k}={v}" for k, v in (residual.get("after") or {}).items())
-            parts.append(f"after the documented {after}: {residual_text(residual)}")
+        residual = residual_of(e)
+        if residual:
+            parts.append(f"{residual_label(residual)}: {residual_text(residual)}")
         return "; ".join(parts)
 
     def snippet(self) -> str:
@@ -397,6 +393,17 @@ def summary_line(matrix: Matrix) -> str:
     parts = [f"{n} {v}" for v, n in sorted(c.items()) if v != "unexpected" and n]
     return (f"{len(matrix.case_ids)} cases x {len(matrix.columns)} columns: " + ", ".join(parts)
             + f"; {c['unexpected']} unexpected")
+
+
+def residual_of(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The entry's ``residual`` when it has a worst difference to show, else None."""
+    residual = entry.get("residual")
+    return residual if isinstance(residual, dict) and isinstance(residual.get("worst"), dict) else None
+
+
+def residual_label(residual: dict[str, Any]) -> str:
+    """``after the documented bn.running_var_estimator=biased``."""
+    return "after the documented " + ", ".join(f"{k}={v}" for k, v in (residual.get("after") or {}).items())
 
 
 def residual_text(residual: dict[str, Any]) -> str:
