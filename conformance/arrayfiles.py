@@ -13,13 +13,14 @@ anything large is read. Every refusal is an ``ArrayFileError`` naming the refere
 
 from __future__ import annotations
 
-import difflib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO, Any
 
 import numpy as np
+
+from conformance.errors import did_you_mean
 
 SUFFIXES = (".npy", ".npz")
 _INTEGER_KINDS = "iu"  # exact in float64 up to 2**53, as YAML integers are
@@ -123,8 +124,7 @@ def _member(archive: zipfile.ZipFile, ref: ArrayRef) -> str:
         if member in names:
             return member
     keys = sorted(n.removesuffix(".npy") for n in names)
-    close = difflib.get_close_matches(str(ref.key), keys, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(str(ref.key), keys)
     raise ArrayFileError(f"file {ref.file!r} has no array {ref.key!r}{hint}; expected one of "
                          f"{', '.join(map(repr, keys)) or 'its arrays (it holds none)'}", field="key")
 

@@ -7,7 +7,6 @@ Exit codes: 0 nothing unexpected; 1 an unexpected divergence, error or stale exp
 from __future__ import annotations
 
 import argparse
-import difflib
 import gc
 import json
 import os
@@ -25,7 +24,7 @@ from conformance.adapters import (
     registry,
     resolve,
 )
-from conformance.errors import UNREADABLE, SpecErrors
+from conformance.errors import UNREADABLE, SpecErrors, did_you_mean
 from conformance.interrupt import EXIT_INTERRUPTED  # stdlib only
 from conformance.port.cli import add_port_parser, cmd_port
 
@@ -48,8 +47,7 @@ class _Parser(argparse.ArgumentParser):
         words = list(sys.argv[1:] if args is None else args)
         first = next((w for w in words if not w.startswith("-")), None)
         if commands and first is not None and first not in commands:
-            close = difflib.get_close_matches(first, commands, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(first, commands)
             self.error(f"unknown command {first!r}{hint}; expected one of {', '.join(commands)}")
         return super().parse_known_args(args, namespace)
 
@@ -222,8 +220,7 @@ def parse_devices(text: str) -> list[str]:
     devices = [d.strip() for d in text.split(",") if d.strip()]
     for device in devices:
         if device not in DEVICES:
-            close = difflib.get_close_matches(device, DEVICES, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(device, DEVICES)
             raise UsageError(f"unknown device {device!r}{hint}. Expected one of: {', '.join(DEVICES)}")
     return devices or ["cpu"]
 

@@ -28,3 +28,11 @@ class SpecErrors(Exception):
 # what reading the content of a hand-edited results entry raises, once its keys have their
 # types (``report.merge`` checks those): the reports then name the file and the case
 UNREADABLE = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+
+
+def did_you_mean(word: object, choices: Sequence[object]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to ``word``, or ``""``."""
+    import difflib  # only when a message is written
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

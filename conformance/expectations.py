@@ -8,7 +8,6 @@ now conforms is *stale* and does fail it, so the registry follows upstream fixes
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from conformance import yamlines
+from conformance.errors import did_you_mean
 from conformance.spec import SpecError, SpecErrors
 
 ENTRY_KEYS = {"case", "versions", "devices", "verdict", "reason", "link"}
@@ -93,8 +93,7 @@ def load_file(path: Path) -> list[Expected]:
                                     "'expected:' (and optionally 'framework:')")])
     unknown = sorted(set(map(str, doc)) - TOP_KEYS)
     if unknown:
-        close = difflib.get_close_matches(unknown[0], sorted(TOP_KEYS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(unknown[0], sorted(TOP_KEYS))
         raise SpecErrors([SpecError(file, yamlines.line_of(doc, [unknown[0]]),
                                     f"unknown top-level key {unknown[0]!r}{hint}; expected "
                                     f"{' and '.join(sorted(TOP_KEYS))}")])
@@ -122,8 +121,7 @@ def _problem(item: Any) -> str:
         return "expected a mapping with case, verdict, reason and link"
     unknown = sorted(set(map(str, item)) - ENTRY_KEYS)
     if unknown:
-        close = difflib.get_close_matches(unknown[0], sorted(ENTRY_KEYS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(unknown[0], sorted(ENTRY_KEYS))
         return f"unknown key {unknown[0]!r}{hint}; expected some of {', '.join(sorted(ENTRY_KEYS))}"
     missing = {"case", "verdict", "reason", "link"} - set(item)
     if missing:

@@ -9,10 +9,10 @@ its areas, case-insensitively (``-k "momentum and not weight_0"``).
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Iterator, Sequence
 
+from conformance.errors import did_you_mean
 from conformance.model import Case
 
 Matcher = Callable[[Case], bool]
@@ -34,8 +34,7 @@ def by_name(cases: Sequence[Case], path: str, name: str) -> list[Case]:
     found = [c for c in cases if name in (c.name, c.id)]
     if not found:
         names = [c.name for c in cases]
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(name, names)
         raise SelectionError(f"{path}::{name}: no case named {name!r} in {path}{hint}; expected one "
                              f"of: {', '.join(names) or 'none (the file has no cases)'}")
     return found

@@ -26,7 +26,7 @@ from conformance import (
     validated,
     yamlines,
 )
-from conformance.errors import SpecError, SpecErrors
+from conformance.errors import SpecError, SpecErrors, did_you_mean
 from conformance.model import (
     BN_QUANTITIES,
     DEFAULT_TOLERANCES,
@@ -248,8 +248,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if v == "anyOf":
         return f"got {inst!r}; expected " + " or ".join(_alternative(e) for e in error.context)
     if v == "enum":
-        close = difflib.get_close_matches(str(inst), [str(x) for x in error.validator_value], n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(str(inst), [str(x) for x in error.validator_value])
         return f"got {inst!r}{hint}; expected one of {', '.join(map(repr, error.validator_value))}"
     if v == "const":
         return f"got {inst!r}; expected {error.validator_value!r}"

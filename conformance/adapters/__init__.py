@@ -7,11 +7,12 @@ Built-in adapters are listed here; third-party ones register an entry point in t
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 from dataclasses import dataclass
 from typing import Any
+
+from conformance.errors import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,7 @@ def resolve(names: str | list[str]) -> list[AdapterRef]:
     refs = []
     for name in names:
         if name not in known:
-            close = difflib.get_close_matches(name, list(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(name, list(known))
             raise UnknownFramework(f"unknown framework {name!r}{hint}. Expected one of: "
                                    f"{', '.join(sorted(known))}")
         refs.append(known[name])
