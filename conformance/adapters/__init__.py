@@ -21,12 +21,15 @@ class AdapterRef:
 
     name: str
     target: str  # "module:Class"
-    requires: str  # the top-level module of its framework
+    requires: str  # the top-level module of its framework (whose version the inventory shows)
     install_hint: str
+    also_requires: tuple[str, ...] = ()  # further top-level modules (Keras 3's backend, say)
 
     def installed(self) -> bool:
+        """Every module the adapter imports can be found (none is imported here)."""
         try:
-            return importlib.util.find_spec(self.requires) is not None
+            return all(importlib.util.find_spec(module) is not None
+                       for module in (self.requires, *self.also_requires))
         except (ImportError, ValueError):
             return False
 
@@ -41,6 +44,17 @@ BUILTIN: dict[str, AdapterRef] = {
                    'pip install "conformance[paddle]"  (or: pip install paddlepaddle)'),
         AdapterRef("tf", "conformance.adapters.tf:TfAdapter", "tensorflow",
                    'pip install "conformance[tf]"  (or: pip install tensorflow-cpu)'),
+        AdapterRef("flax", "conformance.adapters.flax:FlaxAdapter", "flax",
+                   'pip install "conformance[flax]"  (or: pip install flax jax)', ("jax",)),
+        AdapterRef("tf_keras", "conformance.adapters.tf_keras:TfKerasAdapter", "tf_keras",
+                   'pip install "conformance[tf_keras]"  (or: pip install tensorflow-cpu tf-keras)',
+                   ("tensorflow",)),
+        AdapterRef("keras-torch", "conformance.adapters.keras_torch:KerasTorchAdapter", "keras",
+                   'pip install "conformance[keras-torch]"  (or: pip install keras torch)', ("torch",)),
+        AdapterRef("keras-jax", "conformance.adapters.keras_jax:KerasJaxAdapter", "keras",
+                   'pip install "conformance[keras-jax]"  (or: pip install keras jax)', ("jax",)),
+        AdapterRef("onnxruntime", "conformance.adapters.onnxruntime:OnnxRuntimeAdapter", "onnxruntime",
+                   'pip install "conformance[onnxruntime]"  (or: pip install onnx onnxruntime)', ("onnx",)),
         AdapterRef("numpy", "conformance.adapters.numpy:NumpyAdapter", "numpy",
                    "numpy is a dependency of the kit; reinstall the kit"),
     )
