@@ -161,6 +161,7 @@ class TorchAdapter(Adapter):
                 "cuda": torch.version.cuda,
                 "cudnn": torch.backends.cudnn.version(),
                 "cudnn_deterministic": torch.backends.cudnn.deterministic,
+                "cudnn_benchmark": torch.backends.cudnn.benchmark,
                 "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
                 "tf32_cudnn": torch.backends.cudnn.allow_tf32,
             })
