@@ -140,9 +140,9 @@ def render(diffs: list[DeviceDiff], gpus: list[str], left_out: dict[str, str]) -
         if diff.only_on_one:
             lines.append(f"- run on one device only: {', '.join(f'`{c}`' for c in diff.only_on_one)}")
         if diff.largest_error_change is not None:
-            case_id, quantity, on_cpu, on_gpu = diff.largest_error_change
+            case_id, quantity, cpu_error, gpu_error = diff.largest_error_change
             lines.append(f"- largest change of an error: `{case_id}` {quantity}, max abs error "
-                         f"{on_cpu:.3g} on the CPU, {on_gpu:.3g} on the GPU")
+                         f"{cpu_error:.3g} on the CPU, {gpu_error:.3g} on the GPU")
     return "\n".join(lines) + "\n"
 
 
