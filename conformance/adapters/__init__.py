@@ -47,7 +47,7 @@ BUILTIN: dict[str, AdapterRef] = {
         AdapterRef("flax", "conformance.adapters.flax:FlaxAdapter", "flax",
                    'pip install "conformance[flax]"  (or: pip install flax jax)', ("jax",)),
         AdapterRef("tf_keras", "conformance.adapters.tf_keras:TfKerasAdapter", "tf_keras",
-                   'pip install "conformance[tf_keras]"  (or: pip install tensorflow-cpu tf-keras)',
+                   'pip install "conformance[tf_keras]"  (or: pip install tf-keras)',
                    ("tensorflow",)),
         AdapterRef("keras-torch", "conformance.adapters.keras_torch:KerasTorchAdapter", "keras",
                    'pip install "conformance[keras-torch]"  (or: pip install keras torch)', ("torch",)),
