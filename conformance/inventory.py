@@ -75,13 +75,15 @@ def _probe_all(refs: list[AdapterRef], rows: dict[str, dict[str, Any]]) -> None:
 
 def render_text(rows: dict[str, dict[str, Any]]) -> str:
     lines = []
+    width = max((len(name) for name in rows), default=8)  # names line up (keras-torch, onnxruntime)
     for name, row in rows.items():
+        label = name.ljust(width)
         if not row["installed"]:
-            lines.append(f"{name:8} not installed   install: {row['install']}")
+            lines.append(f"{label} not installed   install: {row['install']}")
         elif "error" in row:
-            lines.append(f"{name:8} {row.get('version', '?'):16} installed, fails to load: {row['error']}")
+            lines.append(f"{label} {row.get('version', '?'):16} installed, fails to load: {row['error']}")
         elif "devices" in row:
-            lines.append(f"{name:8} {row.get('version', '?'):16} devices: {', '.join(row['devices'])}")
+            lines.append(f"{label} {row.get('version', '?'):16} devices: {', '.join(row['devices'])}")
         else:
-            lines.append(f"{name:8} {row.get('version', '?')}")
+            lines.append(f"{label} {row.get('version', '?')}")
     return "\n".join(lines) + "\n"
