@@ -12,9 +12,8 @@ DROPOUT = f"{_API}/layers/Dropout"
 BATCH_NORM_SOURCE = ("https://github.com/keras-team/tf-keras/blob/master/tf_keras/src/layers/"
                      "normalization/batch_normalization.py")
 LAYER_SOURCE = "https://github.com/keras-team/tf-keras/blob/master/tf_keras/src/engine/base_layer.py"
-FAQ = "https://www.tensorflow.org/versions/r2.15/api_docs/python/tf/keras/Model"
-TRANSFER = "https://www.tensorflow.org/guide/keras/transfer_learning"
-CUSTOM_STEP = "https://www.tensorflow.org/guide/keras/customizing_what_happens_in_fit"
+MODEL = "https://www.tensorflow.org/versions/r2.15/api_docs/python/tf/keras/Model"
+TRAINING_SOURCE = "https://github.com/keras-team/tf-keras/blob/master/tf_keras/src/engine/training.py"
 
 
 TF_KERAS: dict[str, Documented] = {
@@ -115,10 +114,10 @@ TF_KERAS: dict[str, Documented] = {
     ),
     "model.call_site_flag": Documented(
         value="honoured",
-        link=TRANSFER,
-        says="the transfer-learning guide calls the base model with training=False inside a "
-             "model that is then trained with fit(), and says the base model keeps running in "
-             "inference mode because of that call-site argument",
+        link=LAYER_SOURCE,
+        says="Layer.__call__ takes training from the argument passed to that call first (when "
+             "not None), before the enclosing call's value, the learning phase or the call "
+             "signature's default: a hard-coded flag wins over the model's mode",
     ),
     "model.call_mode": Documented(
         value="inference",
@@ -130,11 +129,11 @@ TF_KERAS: dict[str, Documented] = {
     ),
     "model.train_step_mode": Documented(
         value="train",
-        link=CUSTOM_STEP,
+        link=TRAINING_SOURCE,
         fix="Keras' training step always trains (it calls self(x, training=True)); a torch/Paddle "
             "training step runs in the mode last set, so call model.train() there first",
-        says="the guide's train_step, the step fit() and train_on_batch run, calls the model "
-             "with training=True for the forward pass",
+        says="Model.train_step, the step fit() and train_on_batch run, calls the model with "
+             "training=True for its forward pass",
     ),
     "model.freeze_survives_mode_switch": Documented(
         value="true",
@@ -171,10 +170,11 @@ TF_KERAS: dict[str, Documented] = {
     ),
     "model.predict_switches": Documented(
         value="false",
-        link=FAQ,
-        says="the Model page gives predict() as running the model batch by batch in inference "
-             "mode; a Keras model keeps no mode for predict to switch, so the calls after it "
-             "run as their own training argument says",
+        link=MODEL,
+        says="the Model page's predict() runs the model batch by batch and points to "
+             "model(x, training=False) as the same computation for one batch: inference; a "
+             "Keras model keeps no mode for predict to switch, so the calls after it run as "
+             "their own training argument says",
     ),
     "functional.dropout_default_training": Documented(
         value="true",
