@@ -11,7 +11,7 @@ import pytest
 from conformance.adapters.documentation import DOCUMENTED, Documented
 from conformance.reference import CONVENTION_VALUES
 
-FRAMEWORKS = ("torch", "paddle", "tf", "tf_keras")
+FRAMEWORKS = ("torch", "paddle", "tf", "tf_keras", "onnxruntime")
 ADAPTERS = Path(__file__).resolve().parent.parent / "conformance" / "adapters"
 
 
