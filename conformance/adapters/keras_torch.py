@@ -13,10 +13,11 @@ updates are ``copy_`` into the parameters, which inference mode permits), ``comp
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable
 
-os.environ["KERAS_BACKEND"] = "torch"  # before keras is imported anywhere in this process
+from conformance.adapters.keras_env import check_backend, select_backend
+
+select_backend("torch")  # before keras is imported anywhere in this process
 
 from typing import Any, ClassVar
 
@@ -36,11 +37,7 @@ from conformance.adapters.keras3 import (
 from conformance.model import LayerSpec
 from conformance.tree import ModelSpec
 
-if keras.backend.backend() != "torch":
-    raise ImportError(
-        f"keras-torch needs Keras on its torch backend, but keras was imported with backend "
-        f"{keras.backend.backend()!r} (KERAS_BACKEND was set to torch before the import; was keras "
-        "imported earlier in this process?)")
+check_backend(keras.backend.backend(), "torch", "keras-torch")
 
 _DEVICE = {"cpu": "cpu", "gpu": "cuda:0"}  # Keras' torch device names
 
