@@ -113,6 +113,11 @@ class KerasHandle:
         # zeros like the reference does.
         params = list(self.layer.trainable_weights)
         y, grad_x, grads = self._gradients(xt, training, g, params)
+        return self.observed(y, grad_x, params, grads)
+
+    def observed(self, y: Any, grad_x: Any, params: list[Any], grads: list[Any]) -> dict[str, Any]:
+        """The output and gradients as the spec names them: ``grad_scale`` / ``grad_shift`` of
+        an affine batch norm, zeros for one not among ``params`` (frozen)."""
         out = {"output": y, "grad_input": grad_x}
         if self.bn_spec is not None and self.bn_spec.affine:
             for key, var in (("grad_scale", self.layer.gamma), ("grad_shift", self.layer.beta)):

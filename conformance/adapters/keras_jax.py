@@ -132,12 +132,7 @@ class _KerasJaxHandle(KerasHandle):
             return {"output": y}
         (_, (y, updated)), (grad_x, grad_w) = self._compiled[key](xt, trainable, non_trainable, g)
         self._store(updated)
-        out = {"output": y, "grad_input": grad_x}
-        if self.bn_spec is not None and self.bn_spec.affine:
-            by_var = dict(zip((id(v) for v in self.layer.trainable_variables), grad_w))
-            for key_, var in (("grad_scale", self.layer.gamma), ("grad_shift", self.layer.beta)):
-                out[key_] = by_var.get(id(var), keras.ops.zeros(var.shape, var.dtype))
-        return out
+        return self.observed(y, grad_x, list(self.layer.trainable_variables), list(grad_w))
 
 
 class KerasJaxAdapter(Adapter):

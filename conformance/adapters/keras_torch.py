@@ -25,7 +25,12 @@ import keras
 import torch
 from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 
-from conformance.adapters.base import Adapter, DeviceUnavailable, Documented
+from conformance.adapters.base import (
+    Adapter,
+    DeviceUnavailable,
+    Documented,
+    Unsupported,
+)
 from conformance.adapters.documentation import DOCUMENTED
 from conformance.adapters.keras3 import (
     KerasBackend,
@@ -91,8 +96,6 @@ class _KerasTorchHandle(KerasHandle):
 
 
 def _no_graph() -> Exception:
-    from conformance.adapters.base import Unsupported
-
     return Unsupported("the graph context is TensorFlow 1's Session graph; Keras on torch runs "
                        "eagerly (or through torch.compile: the compiled context)")
 
