@@ -166,7 +166,9 @@ class KerasJaxAdapter(Adapter):
             "keras": keras_version(),
             "keras_backend": keras.backend.backend(),
             "jax": str(jax.__version__),
-            "jaxlib": str(getattr(jax.lib, "__version__", "")) or _jaxlib_version(),
+            "jaxlib": str(getattr(jax.lib, "__version__", "")) or _package_version("jaxlib"),
+            # JAX's CUDA build is a plugin package (its CUDA and cuDNN come as wheels with it)
+            "cuda_plugin": _package_version("jax-cuda12-plugin") or _package_version("jax-cuda13-plugin") or None,
             "device": device,
             "device_name": name,
             "jax_enable_x64": bool(_flag("jax_enable_x64")),
@@ -195,10 +197,10 @@ def _flag(name: str) -> Any:
     return jax.config.values.get(name) if hasattr(jax.config, "values") else None
 
 
-def _jaxlib_version() -> str:
+def _package_version(name: str) -> str:
     from importlib import metadata
 
     try:
-        return metadata.version("jaxlib")
+        return metadata.version(name)
     except metadata.PackageNotFoundError:
         return ""
