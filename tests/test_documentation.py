@@ -11,7 +11,7 @@ import pytest
 from conformance.adapters.documentation import DOCUMENTED, Documented
 from conformance.reference import CONVENTION_VALUES
 
-FRAMEWORKS = ("torch", "paddle", "tf", "tf_keras", "onnxruntime")
+FRAMEWORKS = ("torch", "paddle", "tf", "tf_keras", "onnxruntime", "keras-torch", "keras-jax")
 ADAPTERS = Path(__file__).resolve().parent.parent / "conformance" / "adapters"
 
 
@@ -74,6 +74,7 @@ def test_as_dict_carries_says() -> None:
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_each_adapter_takes_its_table_from_documentation(framework: str) -> None:
-    source = (ADAPTERS / f"{framework}.py").read_text(encoding="utf-8")
+    module = framework.replace("-", "_")  # the module of keras-torch is keras_torch.py
+    source = (ADAPTERS / f"{module}.py").read_text(encoding="utf-8")
     assert "from conformance.adapters.documentation import DOCUMENTED" in source
     assert f'= DOCUMENTED["{framework}"]' in source
