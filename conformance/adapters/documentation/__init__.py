@@ -25,6 +25,7 @@ read it without any framework installed. ``conformance.adapters.base`` re-export
 from __future__ import annotations
 
 from conformance.adapters.documentation.documented import Documented
+from conformance.adapters.documentation.flax import FLAX, FLAX_NNX
 from conformance.adapters.documentation.paddle import PADDLE
 from conformance.adapters.documentation.tf import TF
 from conformance.adapters.documentation.torch import TORCH
@@ -32,4 +33,5 @@ from conformance.adapters.documentation.torch import TORCH
 __all__ = ["DOCUMENTED", "Documented"]
 
 # framework name (the adapter's ``name``) -> convention key -> what its documentation says
-DOCUMENTED: dict[str, dict[str, Documented]] = {"torch": TORCH, "paddle": PADDLE, "tf": TF}
+DOCUMENTED: dict[str, dict[str, Documented]] = {"torch": TORCH, "paddle": PADDLE, "tf": TF,
+                                                "flax": FLAX, "flax-nnx": FLAX_NNX}
