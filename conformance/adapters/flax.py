@@ -137,7 +137,7 @@ class _LinenHandle:
         if context == "compiled":  # jax.jit of the same pure function, cached per flag
             run = self._compiled.setdefault((flag, grads), jax.jit(run))
         xj = common.to_jax(x, self.dtype, self.device)
-        g = common.to_jax(grad_output, self.dtype, self.device) if grads else None
+        g = None if grad_output is None else common.to_jax(grad_output, self.dtype, self.device)
         key = common.dropout_key(getattr(self.spec, "seed", None), self.calls)
         self.calls += 1
         with jax.default_device(self.device):

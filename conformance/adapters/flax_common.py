@@ -163,7 +163,7 @@ def environment(device: str) -> dict[str, Any]:
         "flax": str(flax.__version__),
         "backend": jax.default_backend(),
         "device": device,
-        "x64": bool(jax.config.jax_enable_x64),
+        "x64": bool(jax.config.read("jax_enable_x64")),
         "xla_flags_env": xla_flags or None,
         "jax_platforms_env": os.environ.get("JAX_PLATFORMS"),
         "deterministic_ops": any(flag in xla_flags and f"{flag}=false" not in xla_flags
@@ -195,6 +195,6 @@ def _cuda_versions() -> dict[str, Any]:
         if get is not None:
             try:
                 found[key] = get()
-            except Exception:  # noqa: BLE001 - a version that cannot be read is left out
-                pass
+            except Exception as exc:  # noqa: BLE001 - a version that cannot be read says why
+                found[key] = f"unreadable: {type(exc).__name__}"
     return found

@@ -46,10 +46,14 @@ import numpy as np
 
 from conformance.adapters import flax_common as common
 from conformance.adapters.base import Unsupported
-from conformance.adapters.flax import batch_norm_module, dropout_module, set_batch_norm_values
+from conformance.adapters.flax import (
+    batch_norm_module,
+    dropout_module,
+    set_batch_norm_values,
+)
 from conformance.model import BatchNormSpec, DropoutSpec, Step
 from conformance.program import kept_mask
-from conformance.tree import Block, Leaf, LinearSpec, ModelSpec
+from conformance.tree import Block, LinearSpec, ModelSpec
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ class _NnxHandle:
         if context == "compiled":
             run = self._compiled.setdefault(grads, nnx.jit(run))
         xj = common.to_jax(x, self.dtype, self.device)
-        g = common.to_jax(grad_output, self.dtype, self.device) if grads else None
+        g = None if grad_output is None else common.to_jax(grad_output, self.dtype, self.device)
         with jax.default_device(self.device):
             result = run(self.layer, xj, g)
         return {k: common.to_numpy(v) for k, v in result.items()}

@@ -62,6 +62,9 @@ class _Log:
 class _RecordingBatchNorm(nnx.BatchNorm):
     """``nnx.BatchNorm`` that records the ``use_running_average`` its call resolves."""
 
+    log: _Log
+    leaf: str  # the spec's name of the leaf
+
     def __call__(self, x: Any, use_running_average: bool | None = None, **kwargs: Any) -> Any:
         running = self.use_running_average if use_running_average is None else use_running_average
         self.log.records[f"{self.leaf}.training"] = not running
@@ -70,6 +73,9 @@ class _RecordingBatchNorm(nnx.BatchNorm):
 
 class _RecordingDropout(nnx.Dropout):
     """``nnx.Dropout`` that records the ``deterministic`` its call resolves, its input and output."""
+
+    log: _Log
+    leaf: str
 
     def __call__(self, inputs: Any, *, deterministic: bool | None = None, **kwargs: Any) -> Any:
         out = super().__call__(inputs, deterministic=deterministic, **kwargs)
@@ -145,6 +151,7 @@ class _Builder:
 
     def leaf(self, leaf: Leaf) -> Any:
         layer = leaf.layer
+        module: Any
         if isinstance(layer, LinearSpec):
             module = nnx.Linear(layer.in_features, layer.out_features, use_bias=layer.bias is not None,
                                 dtype=self.dtype, param_dtype=self.dtype, rngs=nnx.Rngs(0))
