@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_conventions_document_matches_its_results() -> None:
     documents = load_runs([str(ROOT / "docs" / "results")])
-    assert {d["framework"] for d in documents} == {"torch", "paddle", "tf"}
+    assert {d["framework"] for d in documents} == {"torch", "paddle", "tf", "flax", "flax-nnx"}
     generated = conventions.to_document(conventions.rows(documents), documents)
     committed = (ROOT / "docs" / "conventions.md").read_text()
     assert committed == generated, (
