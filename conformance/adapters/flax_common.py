@@ -4,14 +4,21 @@ environment, and the translation of the neutral spec into Flax's own arguments (
 ones). Imported only inside a Flax worker process (``flax``: linen, ``flax-nnx``: NNX).
 
 JAX is set up before anything runs: ``jax_enable_x64`` is switched on (JAX truncates float64
-to float32 without it, silently), and the device is chosen per case with ``jax.default_device``
-and ``jax.device_put`` (``JAX_PLATFORMS``, where the user set it, decides which backends JAX
-starts at all: ``JAX_PLATFORMS=cpu`` hides a GPU).
+to float32 without it, silently), GPU memory preallocation is off unless the user set
+``XLA_PYTHON_CLIENT_PREALLOCATE`` (the other frameworks' workers share the GPU), and the
+device is chosen per case with ``jax.default_device`` and ``jax.device_put``. ``JAX_PLATFORMS``
+is left to the user: it decides which backends JAX starts at all (``JAX_PLATFORMS=cpu`` hides a
+GPU, and the worker then reports none).
 """
 
 from __future__ import annotations
 
 import os
+
+# Before JAX starts its GPU backend: it would otherwise take 75% of the GPU's memory at once,
+# which the other frameworks' workers of the same run need (a user's own setting wins)
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,6 +173,7 @@ def environment(device: str) -> dict[str, Any]:
         "x64": bool(jax.config.read("jax_enable_x64")),
         "xla_flags_env": xla_flags or None,
         "jax_platforms_env": os.environ.get("JAX_PLATFORMS"),
+        "xla_preallocate_env": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"),
         "deterministic_ops": any(flag in xla_flags and f"{flag}=false" not in xla_flags
                                  for flag in DETERMINISM_FLAGS),
     }
