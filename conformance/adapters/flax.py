@@ -135,7 +135,9 @@ class _LinenHandle:
         grads = grad_output is not None
         run = self._pure(flag, grads)
         if context == "compiled":  # jax.jit of the same pure function, cached per flag
-            run = self._compiled.setdefault((flag, grads), jax.jit(run))
+            if (flag, grads) not in self._compiled:
+                self._compiled[flag, grads] = jax.jit(run)
+            run = self._compiled[flag, grads]
         xj = common.to_jax(x, self.dtype, self.device)
         g = None if grad_output is None else common.to_jax(grad_output, self.dtype, self.device)
         key = common.dropout_key(getattr(self.spec, "seed", None), self.calls)

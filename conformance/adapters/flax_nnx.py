@@ -87,8 +87,10 @@ class _NnxHandle:
         self._set_mode(mode)
         grads = grad_output is not None
         run = partial(_with_grads, trainable=self.trainable) if grads else _plain
-        if context == "compiled":
-            run = self._compiled.setdefault(grads, nnx.jit(run))
+        if context == "compiled":  # nnx.jit of the same function, cached per handle
+            if grads not in self._compiled:
+                self._compiled[grads] = nnx.jit(run)
+            run = self._compiled[grads]
         xj = common.to_jax(x, self.dtype, self.device)
         g = None if grad_output is None else common.to_jax(grad_output, self.dtype, self.device)
         with jax.default_device(self.device):
