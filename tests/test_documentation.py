@@ -11,7 +11,7 @@ import pytest
 from conformance.adapters.documentation import DOCUMENTED, Documented
 from conformance.reference import CONVENTION_VALUES
 
-FRAMEWORKS = ("torch", "paddle", "tf", "tf_keras", "onnxruntime", "keras-torch", "keras-jax")
+FRAMEWORKS = ("torch", "paddle", "tf", "tf_keras", "onnxruntime", "keras-torch", "keras-jax", "flax", "flax-nnx")
 ADAPTERS = Path(__file__).resolve().parent.parent / "conformance" / "adapters"
 
 
@@ -51,8 +51,8 @@ def test_torch_documents_the_canonical_values_its_pages_state() -> None:
         assert torch[key].value == value, key
 
 
-@pytest.mark.parametrize("framework", ["paddle", "tf"])
-def test_paddle_and_tf_document_the_biased_running_variance(framework: str) -> None:
+@pytest.mark.parametrize("framework", ["paddle", "tf", "flax", "flax-nnx"])
+def test_paddle_tf_and_flax_document_the_biased_running_variance(framework: str) -> None:
     doc = DOCUMENTED[framework]["bn.running_var_estimator"]
     assert doc.value == "biased"
     assert doc.fix  # how to match a framework with the unbiased estimator
@@ -78,3 +78,15 @@ def test_each_adapter_takes_its_table_from_documentation(framework: str) -> None
     source = (ADAPTERS / f"{module}.py").read_text(encoding="utf-8")
     assert "from conformance.adapters.documentation import DOCUMENTED" in source
     assert f'= DOCUMENTED["{framework}"]' in source
+
+
+@pytest.mark.parametrize("framework", ["flax", "flax-nnx"])
+def test_flax_tables_link_their_own_api_pages(framework: str) -> None:
+    """Linen's entries link the flax.linen pages, NNX's the flax.nnx ones."""
+    api = "flax.linen" if framework == "flax" else "flax.nnx"
+    table = DOCUMENTED[framework]
+    for key in ("bn.momentum_weights", "bn.eps_placement", "dropout.rate_meaning", "dropout.train_scale"):
+        assert f"/api_reference/{api}/" in table[key].link, key
+    # what differs between the two APIs: a mode of its own (NNX) or a call argument (linen)
+    assert DOCUMENTED["flax"]["model.freeze_survives_mode_switch"].value == "true"
+    assert DOCUMENTED["flax-nnx"]["model.freeze_survives_mode_switch"].value == "false"

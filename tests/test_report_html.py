@@ -234,7 +234,11 @@ def test_the_committed_results_make_a_small_self_contained_page() -> None:
     elapsed = time.perf_counter() - start
     assert done.returncode == 0, done.stderr.decode()
     page = done.stdout.decode()
-    assert len(page.encode()) < 1_000_000, f"{len(page.encode())} bytes; expected under 1 MB"
+    # a column (framework x device) adds its cells, facts and plots: about 165 KB each (three
+    # columns made 0.76 MB, five 1.09 MB); the budget grows with the columns, not the cases
+    columns = len(list((ROOT / "docs" / "results").glob("*.json")))
+    budget = 300_000 + 200_000 * columns
+    assert len(page.encode()) < budget, f"{len(page.encode())} bytes; expected under {budget} for {columns} columns"
     assert elapsed < 8, f"{elapsed:.1f} s; expected about 1 s (2 s on a quiet machine)"
     csp = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', page)
     assert csp and "default-src 'none'" in csp.group(1) and "connect-src" not in csp.group(1)

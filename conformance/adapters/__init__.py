@@ -46,6 +46,9 @@ BUILTIN: dict[str, AdapterRef] = {
                    'pip install "conformance[tf]"  (or: pip install tensorflow-cpu)'),
         AdapterRef("flax", "conformance.adapters.flax:FlaxAdapter", "flax",
                    'pip install "conformance[flax]"  (or: pip install flax jax)', ("jax",)),
+        # Flax's other API: NNX modules with train()/eval() (``flax`` is linen, the default)
+        AdapterRef("flax-nnx", "conformance.adapters.flax_nnx:FlaxNnxAdapter", "flax",
+                   'pip install "conformance[flax]"  (or: pip install flax jax)', ("jax",)),
         AdapterRef("tf_keras", "conformance.adapters.tf_keras:TfKerasAdapter", "tf_keras",
                    'pip install "conformance[tf_keras]"  (or: pip install tf-keras)',
                    ("tensorflow",)),
@@ -59,7 +62,9 @@ BUILTIN: dict[str, AdapterRef] = {
                    "numpy is a dependency of the kit; reinstall the kit"),
     )
 }
-REAL_FRAMEWORKS = ("torch", "paddle", "tf")
+# the frameworks a run without --framework takes (those installed), and that docs/results measures
+REAL_FRAMEWORKS = ("torch", "paddle", "tf", "tf_keras", "keras-torch", "keras-jax", "flax", "flax-nnx",
+                   "onnxruntime")
 
 
 class UnknownFramework(ValueError):

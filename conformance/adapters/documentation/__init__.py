@@ -25,6 +25,7 @@ read it without any framework installed. ``conformance.adapters.base`` re-export
 from __future__ import annotations
 
 from conformance.adapters.documentation.documented import Documented
+from conformance.adapters.documentation.flax import FLAX, FLAX_NNX
 from conformance.adapters.documentation.keras3 import KERAS_JAX, KERAS_TORCH
 from conformance.adapters.documentation.onnxruntime import ONNXRUNTIME
 from conformance.adapters.documentation.paddle import PADDLE
@@ -43,4 +44,6 @@ DOCUMENTED: dict[str, dict[str, Documented]] = {
     "onnxruntime": ONNXRUNTIME,
     "keras-torch": KERAS_TORCH,
     "keras-jax": KERAS_JAX,
+    "flax": FLAX,
+    "flax-nnx": FLAX_NNX,
 }
