@@ -115,9 +115,11 @@ def compare(cpu: dict[str, Any], gpu: dict[str, Any]) -> DeviceDiff:
     return diff
 
 
-ENVIRONMENT_KEYS = ("device_name", "cuda", "cudnn", "cudnn_deterministic", "cudnn_benchmark",
-                    "deterministic_algorithms", "op_determinism", "tf32", "tf32_matmul",
-                    "tf32_cudnn", "xla_flags")
+# what each adapter records about the GPU and its determinism (torch, TensorFlow, JAX, ONNX Runtime)
+ENVIRONMENT_KEYS = ("device_name", "provider", "cuda", "cudnn", "cuda_plugin", "cudnn_deterministic",
+                    "cudnn_benchmark", "deterministic_algorithms", "op_determinism", "deterministic_ops",
+                    "xla_gpu_deterministic_ops", "tf32", "tf32_matmul", "tf32_cudnn",
+                    "jax_default_matmul_precision", "xla_flags_env")
 
 
 def render(diffs: list[DeviceDiff], gpus: list[str], left_out: dict[str, str]) -> str:

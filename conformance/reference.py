@@ -76,7 +76,7 @@ class ModelConventions:
 
     eval_propagates: Literal["all", "partial", "none"] = "all"
     call_site_flag: Literal["honoured", "overridden"] = "honoured"
-    call_mode: Literal["current", "inference"] = "current"
+    call_mode: Literal["current", "inference", "train"] = "current"
     train_step_mode: Literal["current", "train"] = "current"
     freeze_survives_mode_switch: Literal["false", "true"] = "false"
     override_respected: Literal["true", "false"] = "true"
@@ -117,7 +117,7 @@ CONVENTION_VALUES: dict[str, tuple[str, ...]] = {
     # model switches to training again (true) or is switched with it (false)
     "model.eval_propagates": ("all", "partial", "none"),
     "model.call_site_flag": ("honoured", "overridden"),
-    "model.call_mode": ("current", "inference"),
+    "model.call_mode": ("current", "inference", "train"),
     "model.train_step_mode": ("current", "train"),
     "model.freeze_survives_mode_switch": ("false", "true"),
     # a nested container's own override of the mode switch runs (true), or the parent's switch

@@ -17,7 +17,8 @@ Modes, as PyTorch and Paddle document them (the canonical conventions):
   (``model.override_respected=true``; false: the parent sets every descendant's mode itself);
 - entries: ``train``/``eval`` switch the model and call it; ``call`` calls it as it is
   (``model.call_mode=inference``: a plain call always infers, as a Keras call without
-  ``training`` does); ``predict`` infers without switching
+  ``training`` does; ``train``: it always trains, as a Flax linen module whose ``train``
+  argument defaults to True); ``predict`` infers without switching
   (``model.predict_switches=true``: it switches the model to inference first); ``train_step`` runs forward,
   backward and an SGD update in the current mode (``model.train_step_mode=train``: always in
   training, as Keras' ``train_on_batch``); ``mc_dropout`` switches to inference and then
@@ -134,7 +135,7 @@ class ReferenceModel:
             self.switch(entry == "train")
             return {"output": self.call(x)}
         if entry == "call":
-            forced = False if self.model_conv.call_mode == "inference" else None
+            forced = {"inference": False, "train": True}.get(self.model_conv.call_mode)
             return {"output": self.call(x, forced)}
         if entry == "predict":
             if self.model_conv.predict_switches == "true":

@@ -97,7 +97,11 @@ def test_the_drift_env_pins_only_the_torch_cpu_build() -> None:
 @pytest.mark.parametrize("framework, package, environment_key, quoted", [
     ("torch", "torch", "torch", True), ("paddle", "paddlepaddle", "paddle", True),
     ("tf", "tensorflow-cpu", "tensorflow", True), ("tf", "keras", "keras", True),
-    ("torch", "numpy", "numpy", False)])
+    ("torch", "numpy", "numpy", False), ("tf_keras", "tf-keras", "tf_keras", True),
+    ("keras-torch", "keras", "keras", True), ("keras-torch", "torch", "torch", False),
+    ("keras-jax", "jax", "jax", True), ("flax", "flax", "flax", True), ("flax", "jax", "jax", True),
+    ("flax-nnx", "flax", "flax", True), ("onnxruntime", "onnxruntime", "onnxruntime", True),
+    ("onnxruntime", "onnx", "onnx", False)])
 def test_framework_pins_match_the_committed_results(framework: str, package: str,
                                                      environment_key: str, quoted: bool) -> None:
     results = json.loads((ROOT / "docs" / "results" / f"{framework}-cpu.json").read_text())

@@ -150,13 +150,15 @@ FLAX: dict[str, Documented] = {
              "layer is called or built: a value written at a call site is what that layer runs "
              "with, whatever the outer train argument",
     ),
-    "model.call_mode": Documented.silent(
-        "what a model.apply without the train argument runs in: it is the module's own default "
-        "(Flax's imagenet example declares __call__(self, x, train: bool = True), so such a "
-        "call trains, whatever call came before; the adapter's modules declare it so)",
-        f"the linen layers and Module pages, and {IMAGENET_MODELS}",
+    "model.call_mode": Documented(
+        value="train",
+        link=IMAGENET_MODELS,
         fix="always pass train= to apply (train=False, mutable=False for inference, as the "
             "imagenet example's eval_step does): a linen model keeps no mode between calls",
+        says="a linen model keeps no mode: an apply without train runs in the module's own "
+             "default, and Flax's imagenet example declares __call__(self, x, train: bool = True), "
+             "so such a call trains whatever call came before (the adapter's modules declare it "
+             "so); the linen layers and Module pages say nothing more",
     ),
     "model.train_step_mode": Documented(
         value="train",
