@@ -3,8 +3,7 @@
 
 It builds the case's layer in PyTorch exactly as the kit's torch adapter does
 (``TorchAdapter._batch_norm`` / ``_dropout``: the same translation the torch column is judged
-on; a channels-last spec wraps it in a module that moves the channels to axis 1 and back, as
-the report's torch snippet does), then exports it twice with the TorchScript exporter
+on; a channels-last spec wraps it in a module that permutes the channels to axis 1 and back), then exports it twice with the TorchScript exporter
 (``torch.onnx.export(..., dynamo=False)``, opset 17, every non-channel axis dynamic):
 
 - ``eval.onnx``: ``module.eval()``, ``training=TrainingMode.EVAL``;
@@ -34,7 +33,8 @@ DUMMY_SPATIAL = 3
 def _dummy_shape(rank: int, channels: int, channels_last: bool) -> list[int]:
     """A tracing input: batch 4, the channels where the spec puts them, 3 elsewhere."""
     shape = [DUMMY_BATCH] + [DUMMY_SPATIAL] * (rank - 1)
-    shape[rank - 1 if channels_last else 1] = channels
+    if rank > 1:
+        shape[rank - 1 if channels_last else 1] = channels
     return shape
 
 
@@ -57,7 +57,7 @@ def main(source: str, out: str) -> int:
     module = module.to(dtype)
     channels_last = layer.channel_axis == "last" and layer.rank > 2
     if channels_last:
-        module = _channels_last(module)
+        module = _channels_last(module, layer.rank)
     channels = layer.num_features if isinstance(layer, BatchNormSpec) else 2
     channel_axis = layer.rank - 1 if channels_last else 1
     dynamic = {axis: f"d{axis}" for axis in range(layer.rank)
@@ -81,10 +81,17 @@ def main(source: str, out: str) -> int:
     return 0
 
 
-def _channels_last(layer: Any) -> Any:
-    """``layer`` in a module that takes channels-last input (torch takes channels at axis 1:
-    they are moved there and back, as the kit's torch adapter and snippets do)."""
+def _channels_last(layer: Any, rank: int) -> Any:
+    """``layer`` in a module that takes channels-last input: torch takes channels at axis 1, so
+    they are moved there and back with explicit permutations. (``x.movedim(-1, 1)``, as the
+    torch adapter and snippets write it, exports a Transpose whose ``perm`` holds -1, which
+    ONNX Runtime refuses: "Invalid attribute perm {0, -1, 1, 2}", measured with torch 2.13
+    and onnxruntime 1.32; the permutations keep that exporter bug out of the batch-norm
+    measurements.)"""
     import torch
+
+    to_front = [0, rank - 1, *range(1, rank - 1)]
+    to_back = [0, *range(2, rank), 1]
 
     class ChannelsLast(torch.nn.Module):
         def __init__(self, inner: torch.nn.Module) -> None:
@@ -92,7 +99,7 @@ def _channels_last(layer: Any) -> Any:
             self.layer = inner
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.layer(x.movedim(-1, 1)).movedim(1, -1)  # type: ignore[no-any-return]
+            return self.layer(x.permute(*to_front)).permute(*to_back)  # type: ignore[no-any-return]
 
     return ChannelsLast(layer)
 
