@@ -137,6 +137,10 @@ def test_artifacts_are_kept_under_the_results_folder(runs: dict[str, Any]) -> No
     assert "converting specs/convert::weight_0_2 (momentum)" in (folder / "converter.log").read_text()
     hang = folder.parents[1] / "specs_convert__hang" / "cpu" / "converter.log"
     assert "converting specs/convert::hang" in hang.read_text()
+    # a rebuild step loads the same conversion afresh: one folder, one conversion
+    rebuilt = folder.parents[1] / "specs_convert__after_the_failures"
+    assert [p.name for p in rebuilt.iterdir()] == ["cpu"]
+    assert (rebuilt / "cpu" / "converter.log").read_text().count("fake-convert: converting") == 1
 
 
 def test_an_expected_divergence_of_a_converter_is_read_from_its_registry_file(
@@ -176,3 +180,18 @@ def test_finding_converters_imports_no_framework() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_model_cases_are_skipped_with_the_kits_reason_not_unsupported(tmp_path: Path) -> None:
+    from conformance.converters.base import MODELS_NOT_CONVERTED
+
+    spec = ROOT / "specs" / "model" / "freeze.yaml"
+    sys.path.insert(0, str(TESTS))
+    try:
+        main(["convert", str(spec), "-q", "--converter", "fake_converters:Faithful", "--out", str(tmp_path)])
+    finally:
+        sys.path.remove(str(TESTS))
+    doc = json.loads((tmp_path / "faithful__numpy_to_numpy-cpu.json").read_text())
+    assert doc["cases"] and {c["verdict"] for c in doc["cases"]} == {"skipped"}
+    assert all(MODELS_NOT_CONVERTED in c["message"] for c in doc["cases"])
+    assert not (tmp_path / "artifacts" / "faithful__numpy_to_numpy").exists()  # nothing was converted
