@@ -88,6 +88,22 @@ def writable_folder(raw: str, option: str = "--out") -> Path:
     return path
 
 
+def _add_run_options(run: argparse.ArgumentParser) -> None:
+    """The options ``run`` and ``convert`` share."""
+    run.add_argument("--device", "-d", default="cpu", help="comma-separated: cpu, gpu (default: cpu)")
+    run.add_argument("--out", "-o", default="results", help="folder for results files (default: results)")
+    run.add_argument("--expectations", default=None, help="folder of the expected-divergence registry "
+                     "(default: ./expectations when it exists)")
+    run.add_argument("--timeout", type=positive_seconds, default=120.0, metavar="SECONDS",
+                     help="per-case time limit; a case past it is an error and its worker restarts")
+    run.add_argument("--require-device", action="store_true",
+                     help="exit 2 when a framework does not see a device of --device (default: "
+                     "its cases are skipped); for CI jobs on GPU machines")
+    run.add_argument("--resume", action="store_true",
+                     help="keep the cases an interrupted run already logged in --out and run the rest")
+    run.add_argument("--quiet", "-q", action="store_true", help="no per-case progress")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="conformance", description="Cross-framework conformance kit for "
                      "BatchNorm and Dropout train/eval semantics.")
@@ -102,18 +118,16 @@ def _parser() -> argparse.ArgumentParser:
                      help="only cases whose id matches, pytest's grammar: -k 'momentum and not rank2'")
     run.add_argument("--adapter", action="append", default=[], metavar="MODULE:CLASS",
                      help="a third-party adapter class (repeatable)")
-    run.add_argument("--device", "-d", default="cpu", help="comma-separated: cpu, gpu (default: cpu)")
-    run.add_argument("--out", "-o", default="results", help="folder for results files (default: results)")
-    run.add_argument("--expectations", default=None, help="folder of the expected-divergence registry "
-                     "(default: ./expectations when it exists)")
-    run.add_argument("--timeout", type=positive_seconds, default=120.0, metavar="SECONDS",
-                     help="per-case time limit; a case past it is an error and its worker restarts")
-    run.add_argument("--require-device", action="store_true",
-                     help="exit 2 when a framework does not see a device of --device (default: "
-                     "its cases are skipped); for CI jobs on GPU machines")
-    run.add_argument("--resume", action="store_true",
-                     help="keep the cases an interrupted run already logged in --out and run the rest")
-    run.add_argument("--quiet", "-q", action="store_true", help="no per-case progress")
+    _add_run_options(run)
+
+    convert = sub.add_parser("convert", help="run specs through converters (source framework -> "
+                             "target runtime) and judge the converted layers like any framework")
+    convert.add_argument("paths", nargs="*", default=["specs"], help="spec files or folders (default: specs)")
+    convert.add_argument("--converter", "-c", required=True, metavar="NAME",
+                         help="comma-separated converter names, e.g. torch-onnx, or module:Class of "
+                         "your own ConverterAdapter")
+    convert.add_argument("-k", dest="keyword", default=None, metavar="EXPR", help="as for run")
+    _add_run_options(convert)
 
     validate = sub.add_parser("validate", help="check spec files; exit 2 on the first bad one")
     validate.add_argument("paths", nargs="*", default=["specs"])
@@ -252,14 +266,36 @@ def require_installed(refs: Sequence[AdapterRef]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from conformance.worker import (
-        prestart,  # light: spawning comes before the heavy imports
-    )
-
     refs = select_frameworks(args.framework, args.adapter)
     explicit = bool(args.framework or args.adapter)
     if explicit:
         require_installed(refs)
+    return run_refs(args, refs, explicit)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """``conformance convert --converter NAME``: each converter a column of results, run by
+    the same machinery as ``run`` (``conformance.converters``); its artifacts under
+    ``<out>/artifacts/``."""
+    from conformance import converters
+
+    artifacts = Path(args.out).resolve() / "artifacts"
+    try:
+        refs = converters.resolve(args.converter, str(artifacts))
+    except UnknownFramework as exc:
+        raise UsageError(str(exc)) from None
+    if not refs:
+        raise UsageError("--converter: no converter named; expected e.g. --converter torch-onnx")
+    require_installed(refs)
+    return run_refs(args, refs, True)
+
+
+def run_refs(args: argparse.Namespace, refs: list[AdapterRef], explicit: bool) -> int:
+    """Run the cases of ``args.paths`` on ``refs`` and write results (``run`` and ``convert``)."""
+    from conformance.worker import (
+        prestart,  # light: spawning comes before the heavy imports
+    )
+
     devices = parse_devices(args.device)
     registry_dir = args.expectations or ("expectations" if Path("expectations").is_dir() else None)
     from conformance import expectations
@@ -297,9 +333,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         interrupt.print_resumed(outcome, args.out)
     print(f"\nframeworks' own output (logs): {outcome.log_dir}/")
     print(f"results written to {args.out}/")
+    if args.command == "convert":
+        print(f"converted artifacts (source, converter output, converted result): {args.out}/artifacts/")
     refused = unmet_requirements(outcome, explicit, args.require_device)
     for line in refused:
-        print(f"conformance run: {line}", file=sys.stderr)
+        print(f"conformance {args.command}: {line}", file=sys.stderr)
     if refused:
         return EXIT_USAGE
     return EXIT_FINDINGS if outcome.exit_code else EXIT_OK
@@ -417,5 +455,5 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     return run_fuzz(args)
 
 
-COMMANDS = {"fuzz": cmd_fuzz, "run": cmd_run, "conventions": cmd_conventions, "report": cmd_report, "validate": cmd_validate, "list": cmd_list, "frameworks": cmd_frameworks}
+COMMANDS = {"fuzz": cmd_fuzz, "run": cmd_run, "convert": cmd_convert, "conventions": cmd_conventions, "report": cmd_report, "validate": cmd_validate, "list": cmd_list, "frameworks": cmd_frameworks}
 COMMANDS["port"] = cmd_port

@@ -51,10 +51,13 @@ class Expected:
 
 
 def load(directory: str | Path | None, framework: str) -> list[Expected]:
-    """Entries of ``<directory>/<framework>.yaml``; none when the file does not exist."""
+    """Entries of ``<directory>/<framework>.yaml`` (a converter's name made file-safe:
+    ``results.file_stem``); none when the file does not exist."""
+    from conformance.results import file_stem
+
     if directory is None:
         return []
-    path = Path(directory) / f"{framework}.yaml"
+    path = Path(directory) / f"{file_stem(framework)}.yaml"
     if not path.is_file():
         return []
     return load_file(path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,17 @@ def new_results(info: dict[str, Any], device: str, environment: dict[str, Any]) 
     }
 
 
+def file_stem(name: str) -> str:
+    """A framework's name as a file name: unchanged for the built-in names (``torch``,
+    ``flax-nnx``, ``tf_keras``); a converter's ``torch-onnx:torch->onnxruntime`` becomes
+    ``torch-onnx__torch_to_onnxruntime`` (``:`` and ``>`` are not allowed in Windows file
+    names). The display name stays in the results file's ``framework``."""
+    stem = name.replace("->", "_to_").replace(":", "__")
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", stem)
+
+
 def results_path(out_dir: str | Path, framework: str, device: str, suffix: str = ".json") -> Path:
-    return Path(out_dir) / f"{framework}-{device}{suffix}"
+    return Path(out_dir) / f"{file_stem(framework)}-{device}{suffix}"
 
 
 def start_log(out_dir: str | Path, framework: str, device: str, version: str) -> None:

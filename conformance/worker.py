@@ -133,14 +133,15 @@ def _exit() -> None:
 class _Child:
     """The worker's process, with the few things the parent asks of it."""
 
-    def __init__(self, target: str, log: WorkerLog, what: str) -> None:
+    def __init__(self, target: str, log: WorkerLog, what: str,
+                 env: tuple[tuple[str, str], ...] = ()) -> None:
         ours, theirs = socket.socketpair()
         with theirs, log.open_for(what) as output:
             self.popen = subprocess.Popen(
                 [sys.executable, "-c", _BOOTSTRAP, json.dumps(sys.path), str(theirs.fileno()), target,
                  str(os.getpid())],
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-                start_new_session=True)
+                start_new_session=True, env={**os.environ, **dict(env)} if env else None)
         self.conn = Connection(ours.detach())
 
     def is_alive(self) -> bool:
@@ -169,6 +170,9 @@ class _Child:
 
 def _run_one(adapter: Any, execute: Any, case: Case, device: str) -> tuple[str, Any]:
     try:
+        begin = getattr(adapter, "begin_case", None)  # a converter names its artifacts after the case
+        if begin is not None:
+            begin(case, device)
         return ("ok", execute(lambda: adapter.build(case.layer, case.dtype, device), case))
     except Exception as exc:  # noqa: BLE001 - execute reports framework failures; this is a kit bug
         return ("error", f"{type(exc).__name__}: {exc}")
@@ -199,7 +203,7 @@ class WorkerProcess:
                 raise WorkerFailed(f"{self.ref.name}: the run was interrupted")
             what = f"{self.ref.name} worker ({self.ref.target})" + (f", restart {self.restarts}"
                                                                      if self.restarts else "")
-            self._process = _Child(self.ref.target, self.log, what)
+            self._process = _Child(self.ref.target, self.log, what, self.ref.env)
             self._conn = self._process.conn
 
     def abort(self) -> None:
@@ -387,7 +391,9 @@ def log_files(refs: list[AdapterRef], log_dir: Path | None) -> list[WorkerLog | 
     """Each framework's log in ``log_dir`` (None: a temporary one), one file per adapter."""
     if log_dir is None:
         return [None] * len(refs)
-    return [WorkerLog(log_dir / name) for name in file_names([r.name for r in refs])]
+    from conformance.results import file_stem  # stdlib only
+
+    return [WorkerLog(log_dir / name) for name in file_names([file_stem(r.name) for r in refs])]
 
 
 def _describe_exit(code: int | None) -> str:

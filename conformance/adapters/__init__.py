@@ -24,6 +24,8 @@ class AdapterRef:
     requires: str  # the top-level module of its framework (whose version the inventory shows)
     install_hint: str
     also_requires: tuple[str, ...] = ()  # further top-level modules (Keras 3's backend, say)
+    # environment variables set in the adapter's worker (a converter's artifacts folder)
+    env: tuple[tuple[str, str], ...] = ()
 
     def installed(self) -> bool:
         """Every module the adapter imports can be found (none is imported here)."""
