@@ -209,7 +209,9 @@ def run_command(command: list[str], log: Path, timeout_s: float, cwd: Path) -> i
     """Run ``command`` with its output into ``log``; its exit status, or None when it ran past
     ``timeout_s`` (then it and everything it started are killed). Its ``PYTHONPATH`` is this
     process's import path, so a converter script finds the kit and the adapters."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    # unbuffered: a Python converter killed past its time limit (SIGKILL flushes nothing) still
+    # leaves what it printed before it hung in the log, which the error quotes
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "PYTHONUNBUFFERED": "1"}
     with log.open("wb") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, cwd=cwd, env=env, start_new_session=True)
