@@ -11,7 +11,7 @@ import pytest
 
 from conformance.adapters import BUILTIN
 
-FRAMEWORK_MODULES = ("torch", "paddle", "tensorflow", "keras", "tf_keras", "jax")
+FRAMEWORK_MODULES = ("torch", "paddle", "tensorflow", "keras", "tf_keras", "jax", "flax", "onnx", "onnxruntime")
 PACKAGE = Path(__file__).resolve().parents[1] / "conformance"
 
 
@@ -40,6 +40,32 @@ def test_a_run_imports_frameworks_only_in_workers(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent,
                          check=False)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# what each adapter's worker may import: its framework, and for Keras its backend (TensorFlow
+# itself loads Keras 3 as tf.keras)
+OWN_MODULES = {"torch": {"torch"}, "paddle": {"paddle"}, "tf": {"tensorflow", "keras"},
+               "tf_keras": {"tensorflow", "tf_keras", "keras"}, "keras-torch": {"keras", "torch"},
+               "keras-jax": {"keras", "jax"}, "flax": {"flax", "jax"}, "flax-nnx": {"flax", "jax"},
+               "onnxruntime": {"onnxruntime", "onnx"}, "numpy": set()}
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_an_adapter_imports_its_own_framework_only(name: str) -> None:
+    """Some pairs of frameworks crash when imported together, and Keras 3 imports jax whenever
+    it is installed: an adapter's module, imported alone, loads no other framework, whatever
+    else is installed (meaningful where several are, as on a developer's machine)."""
+    ref = BUILTIN[name]
+    if not ref.installed():
+        pytest.skip(f"{name} is not installed")
+    module = ref.target.partition(":")[0]
+    code = (f"import sys, importlib; importlib.import_module({module!r})\n"
+            f"print(sorted(m for m in {FRAMEWORK_MODULES!r} if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent,
+                         check=True, timeout=300)
+    loaded = set(ast.literal_eval(out.stdout.strip().splitlines()[-1]))
+    assert loaded <= OWN_MODULES[name], f"{name} loads {sorted(loaded - OWN_MODULES[name])} too"
+    assert set(OWN_MODULES) == set(BUILTIN)
 
 
 def _adapter_class(path: Path) -> ast.ClassDef:

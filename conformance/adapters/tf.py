@@ -18,6 +18,12 @@ from collections.abc import Callable
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"  # before the import: silence C++ INFO/WARNING logs
 
+from conformance.adapters.keras_env import select_backend
+
+# tf.keras is Keras 3 on TensorFlow, and Keras 3 imports jax when it is installed, whatever its
+# backend: keep torch and jax out of this worker, as the other Keras workers keep theirs out
+select_backend("tensorflow")
+
 from typing import Any, ClassVar
 
 import numpy as np

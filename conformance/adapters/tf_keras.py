@@ -20,6 +20,12 @@ import os
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"  # before the import: silence C++ INFO/WARNING logs
 
+from conformance.adapters.keras_env import select_backend
+
+# TensorFlow 2.21 loads Keras 3 as well (tf.keras), and Keras 3 imports jax when it is
+# installed: keep torch and jax out of this worker, one framework per process
+select_backend("tensorflow")
+
 from typing import Any, ClassVar
 
 import numpy as np
