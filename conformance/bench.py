@@ -65,7 +65,9 @@ def _interleaved(first: list[str], second: list[str], repeat: int) -> tuple[floa
 def floor(framework: str, cases_file: str) -> None:
     """The plain script: import the framework, make the calls, nothing else."""
     from conformance.program import execute
+    from conformance.worker import ONE_FRAMEWORK_ENV
 
+    os.environ[ONE_FRAMEWORK_ENV] = "1"  # one framework here too: it imports what a worker imports
     with open(cases_file, "rb") as handle:
         cases = pickle.load(handle)
     adapter = load_class(resolve(framework)[0].target)()

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from conformance.program import CaseRun
 
 START_TIMEOUT_S = 300.0
+# set in every worker: this process runs one framework, so an adapter may keep the others out
+ONE_FRAMEWORK_ENV = "CONFORMANCE_WORKER"
 CASE_TIMEOUT_S = 120.0
 
 
@@ -102,6 +104,7 @@ _BOOTSTRAP = ("import json, signal, sys; signal.signal(signal.SIGINT, signal.SIG
 def child_main(argv: Sequence[str]) -> None:
     """The worker process (``argv``: the socket's descriptor, the adapter's target, the
     parent's pid)."""
+    os.environ[ONE_FRAMEWORK_ENV] = "1"  # before the adapter's import (conformance.adapters.keras_env)
     if len(argv) > 2:
         _exit_with_parent(int(argv[2]))
     try:

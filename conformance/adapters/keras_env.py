@@ -42,9 +42,13 @@ class _Refuse(Loader):
 
 
 def select_backend(backend: str) -> None:
-    """``KERAS_BACKEND = backend`` and every other backend's framework unimportable here
-    (one already imported is left alone: it is not this function's to undo)."""
+    """``KERAS_BACKEND = backend`` and, in a worker (``CONFORMANCE_WORKER`` set: the process
+    runs this one framework), every other backend's framework unimportable (one already
+    imported is left alone: it is not this function's to undo). A process that is no worker
+    (the kit's own tests, importing several adapters in turn) keeps the others importable."""
     os.environ["KERAS_BACKEND"] = backend
+    if not os.environ.get("CONFORMANCE_WORKER"):  # conformance.worker.ONE_FRAMEWORK_ENV
+        return
     refused = {module for name, module in BACKEND_MODULES.items()
                if name != backend and module not in sys.modules}
     if refused:
