@@ -170,3 +170,12 @@ class Noisy(NumpyAdapter):
             os.write(2, b"noisy: last words before the abort\n")
             os.abort()
         return super().build(layer, dtype, device)
+
+
+class ReportsItsProcess(NumpyAdapter):
+    """Says in its environment whether its process was told it runs one framework only."""
+
+    name = "reports_its_process"
+
+    def environment(self, device: str) -> dict[str, Any]:
+        return {**super().environment(device), "one_framework": os.environ.get("CONFORMANCE_WORKER", "")}

@@ -108,3 +108,17 @@ def test_the_run_command_spawns_workers_before_its_heavy_imports() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=PACKAGE.parent)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_worker_is_told_it_runs_one_framework_before_its_adapter_loads() -> None:
+    """What lets an adapter keep the other frameworks out (conformance.adapters.keras_env)."""
+    from conformance.adapters import from_target
+    from conformance.worker import WorkerProcess
+
+    assert not os.environ.get(ONE_FRAMEWORK_ENV), "the test process itself is no worker"
+    worker = WorkerProcess(from_target("fake_adapters:ReportsItsProcess"))
+    try:
+        worker.start()
+        assert worker.environment("cpu")["one_framework"] == "1"
+    finally:
+        worker.close()
